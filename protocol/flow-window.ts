@@ -1,0 +1,154 @@
+import { MAX_WINDOW } from './codec.js';
+import { ErrorCodes } from './error-codes.js';
+import { ProtocolError } from './tunnel-error.js';
+
+/**
+ * Credit the peer granted us for one stream: we never have more DATA bytes
+ * in flight than this.
+ */
+export class SendWindow {
+  private credit: number;
+
+  constructor(initial: number) {
+    this.credit = initial;
+  }
+
+  /** Bytes we may send now. */
+  get available(): number {
+    return this.credit;
+  }
+
+  /** Records bytes sent. Sending more than the credit is a bug on our side. */
+  consume(n: number): void {
+    if (n > this.credit) throw new RangeError(`send of ${n} bytes exceeds credit ${this.credit}`);
+    this.credit -= n;
+  }
+
+  /** Applies a WINDOW_UPDATE from the peer. Overflow is the peer's fault. */
+  grant(increment: number): void {
+    if (this.credit + increment > MAX_WINDOW) {
+      throw new ProtocolError(
+        `WINDOW_UPDATE of ${increment} overflows the window (credit ${this.credit}, maximum ${MAX_WINDOW})`,
+        ErrorCodes.FLOW_CONTROL,
+      );
+    }
+    this.credit += increment;
+  }
+}
+
+/**
+ * Memory a connection lets its streams' windows grow into, beyond their
+ * initial windows. Bounds what a connection can be made to buffer: at most
+ * streams × initialWindow + limit.
+ */
+export class WindowBudget {
+  private used = 0;
+
+  constructor(readonly limit: number) {}
+
+  get reserved(): number {
+    return this.used;
+  }
+
+  tryReserve(n: number): boolean {
+    if (this.used + n > this.limit) return false;
+    this.used += n;
+    return true;
+  }
+
+  release(n: number): void {
+    this.used = Math.max(0, this.used - n);
+  }
+}
+
+/**
+ * What we granted the peer for one stream, what arrived and what our
+ * consumer has taken. The peer may have at most `window` bytes unconsumed on
+ * our side; more is a FLOW_CONTROL protocol error.
+ *
+ * Auto-tuning (as yamux and gRPC's BDP estimator): a WINDOW_UPDATE is sent
+ * when the consumer has taken half the window. If the previous update was
+ * less than two RTTs ago, the window is the bottleneck (the sender spends
+ * its credit faster than a round trip refills it), so the window doubles, up
+ * to `maxWindow` and as long as the connection's budget allows. A stream
+ * whose reader is slow never grows, so it never pins more than its window.
+ */
+export class ReceiveWindow {
+  private window: number;
+  /** Bytes the peer may still send before our next update. */
+  private remaining: number;
+  /** Received, not yet consumed. */
+  private pending = 0;
+  /** Consumed, not yet acknowledged by a WINDOW_UPDATE. */
+  private unacked = 0;
+  private grown = 0;
+  private lastUpdateAt: number;
+
+  constructor(
+    private readonly initial: number,
+    private readonly maxWindow: number,
+    private readonly budget: WindowBudget | undefined,
+    now: number,
+  ) {
+    this.window = initial;
+    this.remaining = initial;
+    this.lastUpdateAt = now;
+  }
+
+  get size(): number {
+    return this.window;
+  }
+
+  /** Bytes received that the consumer has not taken yet. */
+  get buffered(): number {
+    return this.pending;
+  }
+
+  /** Records DATA from the peer; throws when the peer overran its credit. */
+  receive(n: number): void {
+    if (n > this.remaining) {
+      throw new ProtocolError(
+        `peer sent ${n} bytes with only ${this.remaining} bytes of window left`,
+        ErrorCodes.FLOW_CONTROL,
+      );
+    }
+    this.remaining -= n;
+    this.pending += n;
+  }
+
+  /** Records bytes our consumer took. */
+  consume(n: number): void {
+    const taken = Math.min(n, this.pending);
+    this.pending -= taken;
+    this.unacked += taken;
+  }
+
+  /**
+   * Returns the WINDOW_UPDATE increment to send now, or 0 when none is due.
+   * `rttMs` is the connection's latest measured round trip (0 if unknown).
+   */
+  takeUpdate(now: number, rttMs: number): number {
+    if (this.unacked === 0 || this.unacked < this.window / 2) return 0;
+    let extra = 0;
+    if (rttMs > 0 && now - this.lastUpdateAt < 2 * rttMs && this.window < this.maxWindow) {
+      const want = Math.min(this.window, this.maxWindow - this.window);
+      if (this.budget === undefined || this.budget.tryReserve(want)) {
+        extra = want;
+        this.grown += want;
+        this.window += want;
+      }
+    }
+    const increment = this.unacked + extra;
+    this.unacked = 0;
+    this.remaining += increment;
+    this.lastUpdateAt = now;
+    return increment;
+  }
+
+  /** Gives grown window back to the connection budget; call when the stream closes. */
+  release(): void {
+    if (this.grown > 0) this.budget?.release(this.grown);
+    this.grown = 0;
+    this.window = this.initial;
+  }
+}

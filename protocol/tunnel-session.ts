@@ -1,0 +1,506 @@
+import { decodeFrame, encodeFrame } from './codec.js';
+import { CloseCodes, ErrorCodes, errorCodeFromWire, type ErrorCodeInfo } from './error-codes.js';
+import {
+  FrameType,
+  type Frame,
+  type GoawayFrame,
+  type HeaderList,
+  type RequestFrame,
+  type ResponseFrame,
+} from './frame-types.js';
+import { ReceiveWindow, WindowBudget } from './flow-window.js';
+import { Defaults, type NegotiatedLimits } from './handshake.js';
+import { canReceiveData } from './stream-state.js';
+import { ProtocolError, TunnelError } from './tunnel-error.js';
+import { TunnelStream, type StreamHost } from './tunnel-stream.js';
+
+/**
+ * What a session needs from the connection under it. A WebSocket adapter
+ * implements it (see ws-transport.ts); tests use an in-memory pair.
+ */
+export interface FrameTransport {
+  /** Sends one binary message. */
+  send(bytes: Uint8Array): void;
+  /** Bytes handed to send() that the OS has not taken yet. */
+  readonly bufferedAmount: number;
+  /** Runs `cb` once, when the transport can take more (socket drained). */
+  onceDrained(cb: () => void): void;
+  close(code: number, reason: string): void;
+}
+
+/** Timers and clock, injectable so heartbeat tests need no real time. */
+export interface SessionClock {
+  now(): number;
+  setInterval(cb: () => void, ms: number): unknown;
+  clearInterval(handle: unknown): void;
+}
+
+export const systemClock: SessionClock = {
+  now: () => performance.now(),
+  setInterval: (cb, ms) => {
+    const t = setInterval(cb, ms);
+    t.unref();
+    return t;
+  },
+  clearInterval: (h) => clearInterval(h as NodeJS.Timeout),
+};
+
+export interface TunnelSessionOptions {
+  /** The server opens odd stream ids, the agent even ones. */
+  role: 'server' | 'agent';
+  limits: NegotiatedLimits;
+  /** What we told the peer: our per-stream window and our stream limit. */
+  localInitialWindow: number;
+  localMaxStreams: number;
+  /** Largest frame we accept. */
+  localMaxFrameSize: number;
+  /** Largest window a stream may grow to. Default Defaults.maxWindow. */
+  maxWindow?: number;
+  /** Bytes all streams' windows may grow into together. Default 64 MiB. */
+  windowBudget?: number;
+  /** Largest DATA payload per frame. Default 64 KiB. */
+  maxDataFrame?: number;
+  /**
+   * Data is scheduled only while the transport buffers less than this. Keeps
+   * control frames (pings, window updates, resets) at most this far behind
+   * data. Default 256 KiB.
+   */
+  sendHighWaterMark?: number;
+  clock?: SessionClock;
+  /** A new stream opened by the peer (agent side: an incoming request). */
+  onStream?: (stream: TunnelStream, head: RequestFrame) => void;
+  /** The peer sent GOAWAY. */
+  onGoaway?: (frame: GoawayFrame) => void;
+  /** The session ended; `err` says why unless it was a clean close. */
+  onClose?: (err: TunnelError | undefined) => void;
+}
+
+/** How many ids of streams we reset to remember, to ignore their late frames. */
+const RECENT_RESETS = 1024;
+
+/**
+ * One multiplexed tunnel over one transport: stream table, flow control,
+ * fair scheduling of DATA, heartbeats, goaway.
+ *
+ * Sending: control frames (heads, RESET, WINDOW_UPDATE, PING/PONG, GOAWAY)
+ * go straight to the transport. DATA waits in its stream's queue and is sent
+ * by `flush`, round-robin over the streams that have both data and credit,
+ * one frame per stream per turn, only while the transport's buffer is under
+ * the high-water mark. So a 1 GiB download never delays a ping or another
+ * stream's small response by more than a high-water mark's worth of bytes.
+ */
+export class TunnelSession implements StreamHost {
+  readonly role: 'server' | 'agent';
+  private readonly transport: FrameTransport;
+  private readonly limits: NegotiatedLimits;
+  private readonly opts: TunnelSessionOptions;
+  private readonly clock: SessionClock;
+  private readonly budget: WindowBudget;
+  private readonly maxWindow: number;
+  private readonly maxDataFrame: number;
+  private readonly highWaterMark: number;
+  readonly streams = new Map<number, TunnelStream>();
+  private readonly ready: TunnelStream[] = [];
+  private readonly recentResets = new Set<number>();
+  private nextLocalId: number;
+  private lastPeerId = 0;
+  private waitingForDrain = false;
+  private flushing = false;
+  private heartbeat: unknown;
+  private pingId = 0;
+  private pingSentAt = 0;
+  private pingOutstanding = false;
+  private lastReceivedAt: number;
+  private rtt = 0;
+  private closedWith: { err: TunnelError | undefined } | undefined;
+  /** True once either side sent GOAWAY: no new local streams. */
+  goingAway = false;
+  /** Totals for status. */
+  bytesIn = 0;
+  bytesOut = 0;
+  streamsOpened = 0;
+
+  constructor(transport: FrameTransport, opts: TunnelSessionOptions) {
+    this.transport = transport;
+    this.opts = opts;
+    this.role = opts.role;
+    this.limits = opts.limits;
+    this.clock = opts.clock ?? systemClock;
+    this.maxWindow = Math.max(opts.maxWindow ?? Defaults.maxWindow, opts.localInitialWindow);
+    this.budget = new WindowBudget(opts.windowBudget ?? 64 * 1024 * 1024);
+    this.maxDataFrame = Math.min(opts.maxDataFrame ?? Defaults.maxDataFrame, this.limits.sendMaxFrameSize - 64);
+    this.highWaterMark = opts.sendHighWaterMark ?? 256 * 1024;
+    this.nextLocalId = opts.role === 'server' ? 1 : 2;
+    this.lastReceivedAt = this.clock.now();
+  }
+
+  /** Latest heartbeat round trip in ms (0 until the first pong). */
+  get rttMsValue(): number {
+    return this.rtt;
+  }
+
+  get closed(): boolean {
+    return this.closedWith !== undefined;
+  }
+
+  /** Streams currently open. */
+  get activeStreams(): number {
+    return this.streams.size;
+  }
+
+  /**
+   * Starts heartbeats: a PING every interval; the connection is declared dead
+   * when nothing at all arrived for 1.5 intervals, checked every quarter
+   * interval, so a frozen peer is found in under two intervals.
+   */
+  start(): void {
+    const every = this.limits.heartbeatMs;
+    this.sendPing();
+    let ticks = 0;
+    this.heartbeat = this.clock.setInterval(() => {
+      const silent = this.clock.now() - this.lastReceivedAt;
+      if (silent >= every * 1.5) {
+        this.close(
+          new TunnelError(ErrorCodes.HEARTBEAT_TIMEOUT, `no frame from the peer for ${Math.round(silent)} ms`),
+          CloseCodes.HEARTBEAT_TIMEOUT,
+        );
+        return;
+      }
+      if (++ticks % 4 === 0) this.sendPing();
+    }, every / 4);
+  }
+
+  /** Opens a stream to the peer with a request head (server side). */
+  openStream(method: string, path: string, headers: HeaderList, endStream: boolean): TunnelStream {
+    if (this.closedWith) throw new TunnelError(ErrorCodes.TUNNEL_LOST, 'tunnel is closed');
+    if (this.goingAway) throw new TunnelError(ErrorCodes.GOING_AWAY);
+    if (this.localStreamCount() >= this.limits.peerMaxStreams) {
+      throw new TunnelError(ErrorCodes.TOO_MANY_STREAMS, `the agent accepts ${this.limits.peerMaxStreams} streams at once`);
+    }
+    const id = this.nextLocalId;
+    this.nextLocalId += 2;
+    const stream = this.createStream(id);
+    this.streamsOpened++;
+    this.sendFrame({ type: FrameType.REQUEST, streamId: id, method, path, headers, endStream });
+    if (endStream) stream.move('send-end');
+    return stream;
+  }
+
+  /** Sends GOAWAY: the peer should open no new streams here and reconnect. */
+  goaway(info: ErrorCodeInfo = ErrorCodes.GOING_AWAY, message = 'server is draining'): void {
+    if (this.closedWith) return;
+    this.goingAway = true;
+    this.sendFrame({ type: FrameType.GOAWAY, lastStreamId: this.lastPeerId, code: info.wire, message });
+  }
+
+  /** Feeds one received message. Protocol errors close this session only. */
+  receive(bytes: Uint8Array): void {
+    if (this.closedWith) return;
+    this.lastReceivedAt = this.clock.now();
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, this.opts.localMaxFrameSize);
+      this.handleFrame(frame);
+    } catch (err) {
+      if (err instanceof TunnelError) {
+        this.close(err, CloseCodes.TUNNEL_PROTOCOL_ERROR);
+        return;
+      }
+      throw err;
+    }
+  }
+
+  /** The transport closed under us. */
+  transportClosed(reason?: string): void {
+    this.finish(
+      this.closedWith?.err ?? new TunnelError(ErrorCodes.TUNNEL_LOST, reason ? `tunnel closed: ${reason}` : undefined),
+    );
+  }
+
+  /**
+   * Closes the session: every open stream is reset with TUNNEL_LOST (or the
+   * given error) and the transport is closed with `code`.
+   */
+  close(err?: TunnelError, code: number = CloseCodes.NORMAL): void {
+    if (this.closedWith) return;
+    this.finish(err);
+    // Close reasons are limited to 123 bytes by RFC 6455.
+    this.transport.close(code, (err?.message ?? 'closed').slice(0, 120));
+  }
+
+  private finish(err: TunnelError | undefined): void {
+    if (this.closedWith) return;
+    this.closedWith = { err };
+    if (this.heartbeat !== undefined) this.clock.clearInterval(this.heartbeat);
+    const lost =
+      err && (err.info === ErrorCodes.TUNNEL_LOST || err.info === ErrorCodes.HEARTBEAT_TIMEOUT)
+        ? err
+        : new TunnelError(ErrorCodes.TUNNEL_LOST, err ? `tunnel closed: ${err.message}` : 'tunnel closed');
+    for (const stream of [...this.streams.values()]) stream.receiveReset(lost);
+    this.ready.length = 0;
+    this.opts.onClose?.(err);
+  }
+
+  // ---- receiving ---------------------------------------------------------
+
+  private handleFrame(frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.REQUEST:
+        return this.handleRequest(frame);
+      case FrameType.RESPONSE:
+        return this.handleResponse(frame);
+      case FrameType.DATA: {
+        const stream = this.streamFor(frame.streamId, true);
+        if (!stream) return;
+        if (!canReceiveData(stream.state)) {
+          throw new ProtocolError(`DATA on stream ${stream.id} after its END`, ErrorCodes.STREAM_CLOSED);
+        }
+        stream.recvWindow.receive(frame.data.byteLength);
+        this.bytesIn += frame.data.byteLength;
+        stream.receiveData(frame.data);
+        return;
+      }
+      case FrameType.END: {
+        const stream = this.streamFor(frame.streamId, true);
+        if (stream) stream.receiveEnd();
+        return;
+      }
+      case FrameType.RESET: {
+        const stream = this.streamFor(frame.streamId, false);
+        if (!stream) return;
+        const info = errorCodeFromWire(frame.code);
+        stream.receiveReset(new TunnelError(info, frame.message || info.message));
+        return;
+      }
+      case FrameType.WINDOW_UPDATE: {
+        const stream = this.streamFor(frame.streamId, false);
+        if (!stream) return;
+        stream.sendWindow.grant(frame.increment);
+        this.schedule(stream);
+        this.flush();
+        return;
+      }
+      case FrameType.PING:
+        this.sendFrame({ type: FrameType.PONG, id: frame.id });
+        return;
+      case FrameType.PONG:
+        if (this.pingOutstanding && frame.id === this.pingId) {
+          this.rtt = this.clock.now() - this.pingSentAt;
+          this.pingOutstanding = false;
+        }
+        return;
+      case FrameType.GOAWAY:
+        this.goingAway = true;
+        this.opts.onGoaway?.(frame);
+        return;
+      case FrameType.HELLO:
+      case FrameType.WELCOME:
+        throw new ProtocolError('handshake frame after the handshake');
+    }
+  }
+
+  private handleRequest(frame: RequestFrame): void {
+    const peerParity = this.role === 'server' ? 0 : 1;
+    if (frame.streamId % 2 !== peerParity) {
+      throw new ProtocolError(`REQUEST on stream ${frame.streamId}, which the peer may not open`);
+    }
+    if (frame.streamId <= this.lastPeerId) {
+      throw new ProtocolError(`REQUEST reuses stream id ${frame.streamId} (last was ${this.lastPeerId})`);
+    }
+    this.lastPeerId = frame.streamId;
+    if (this.streams.size >= this.opts.localMaxStreams || this.goingAway) {
+      const info = this.goingAway ? ErrorCodes.GOING_AWAY : ErrorCodes.TOO_MANY_STREAMS;
+      this.sendFrame({ type: FrameType.RESET, streamId: frame.streamId, code: info.wire, message: info.message });
+      this.rememberReset(frame.streamId);
+      return;
+    }
+    const stream = this.createStream(frame.streamId);
+    stream.request = frame;
+    this.streamsOpened++;
+    if (frame.endStream) stream.receiveEnd();
+    if (this.opts.onStream) this.opts.onStream(stream, frame);
+    else stream.reset(ErrorCodes.INTERNAL, 'this side accepts no streams');
+  }
+
+  private handleResponse(frame: ResponseFrame): void {
+    const stream = this.streamFor(frame.streamId, true);
+    if (!stream) return;
+    if (stream.response || stream.request) {
+      throw new ProtocolError(`second head on stream ${frame.streamId}`);
+    }
+    stream.response = frame;
+    stream.onResponse(frame);
+    if (frame.endStream) stream.receiveEnd();
+  }
+
+  /**
+   * Finds the stream a frame is for. Frames for streams we reset are
+   * dropped (they were in flight when we reset); `strict` frames (heads,
+   * DATA, END) for any other unknown or finished stream are a protocol error.
+   * RESET and WINDOW_UPDATE for finished streams are dropped: they race
+   * with our own END legitimately.
+   */
+  private streamFor(id: number, strict: boolean): TunnelStream | undefined {
+    const stream = this.streams.get(id);
+    if (stream) return stream;
+    const local = id % 2 === (this.role === 'server' ? 1 : 0);
+    const everOpened = local ? id < this.nextLocalId : id <= this.lastPeerId;
+    if (!everOpened) throw new ProtocolError(`frame for stream ${id}, which was never opened`);
+    if (!strict || this.recentResets.has(id)) return undefined;
+    throw new ProtocolError(`frame for stream ${id}, which is closed`, ErrorCodes.STREAM_CLOSED);
+  }
+
+  // ---- streams -----------------------------------------------------------
+
+  private createStream(id: number): TunnelStream {
+    const recv = new ReceiveWindow(this.opts.localInitialWindow, this.maxWindow, this.budget, this.clock.now());
+    const stream = new TunnelStream(this, id, this.limits.peerInitialWindow, recv);
+    this.streams.set(id, stream);
+    return stream;
+  }
+
+  private localStreamCount(): number {
+    let n = 0;
+    const parity = this.role === 'server' ? 1 : 0;
+    for (const id of this.streams.keys()) if (id % 2 === parity) n++;
+    return n;
+  }
+
+  private rememberReset(id: number): void {
+    this.recentResets.add(id);
+    if (this.recentResets.size > RECENT_RESETS) {
+      const oldest = this.recentResets.values().next().value as number;
+      this.recentResets.delete(oldest);
+    }
+  }
+
+  // ---- StreamHost --------------------------------------------------------
+
+  now(): number {
+    return this.clock.now();
+  }
+
+  rttMs(): number {
+    return this.rtt;
+  }
+
+  enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void): void {
+    stream.queue.push({ data: chunk, done });
+    stream.queuedBytes += chunk.byteLength;
+    this.schedule(stream);
+    this.flush();
+  }
+
+  enqueueEnd(stream: TunnelStream): void {
+    this.schedule(stream);
+    this.flush();
+  }
+
+  sendResponseHead(stream: TunnelStream, status: number, headers: HeaderList, endStream: boolean): void {
+    this.sendFrame({ type: FrameType.RESPONSE, streamId: stream.id, status, headers, endStream });
+  }
+
+  sendReset(stream: TunnelStream, info: ErrorCodeInfo, message: string): void {
+    this.rememberReset(stream.id);
+    if (this.closedWith) return;
+    this.sendFrame({ type: FrameType.RESET, streamId: stream.id, code: info.wire, message: message.slice(0, 1024) });
+  }
+
+  sendWindowUpdate(stream: TunnelStream, increment: number): void {
+    this.sendFrame({ type: FrameType.WINDOW_UPDATE, streamId: stream.id, increment });
+  }
+
+  streamClosed(stream: TunnelStream): void {
+    this.streams.delete(stream.id);
+  }
+
+  // ---- sending -----------------------------------------------------------
+
+  private sendFrame(frame: Frame): void {
+    if (this.closedWith) return;
+    this.transport.send(encodeFrame(frame));
+  }
+
+  private sendPing(): void {
+    // One ping in flight at a time keeps RTT a clean sample.
+    if (this.pingOutstanding) return;
+    this.pingId = (this.pingId + 1) % Number.MAX_SAFE_INTEGER;
+    this.pingSentAt = this.clock.now();
+    this.pingOutstanding = true;
+    this.sendFrame({ type: FrameType.PING, id: this.pingId });
+  }
+
+  private schedule(stream: TunnelStream): void {
+    if (stream.scheduled) return;
+    if (!this.hasSendable(stream)) return;
+    stream.scheduled = true;
+    this.ready.push(stream);
+  }
+
+  private hasSendable(stream: TunnelStream): boolean {
+    if (stream.state === 'closed') return false;
+    if (stream.queuedBytes > 0) return stream.sendWindow.available > 0;
+    return stream.endQueued;
+  }
+
+  /** Sends DATA round-robin while the transport has room. */
+  private flush(): void {
+    if (this.flushing || this.waitingForDrain || this.closedWith) return;
+    this.flushing = true;
+    try {
+      this.flushReady();
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private flushReady(): void {
+    let i = 0;
+    while (i < this.ready.length) {
+      if (this.transport.bufferedAmount >= this.highWaterMark) {
+        this.waitingForDrain = true;
+        this.transport.onceDrained(() => {
+          this.waitingForDrain = false;
+          this.flush();
+        });
+        break;
+      }
+      const stream = this.ready[i]!;
+      this.sendOne(stream);
+      if (this.hasSendable(stream)) {
+        i++;
+      } else {
+        stream.scheduled = false;
+        this.ready.splice(i, 1);
+      }
+      if (i >= this.ready.length) i = 0;
+      if (this.closedWith) return;
+    }
+  }
+
+  /** Sends one DATA frame (or the END) of a stream's queue. */
+  private sendOne(stream: TunnelStream): void {
+    const head = stream.queue[0];
+    if (!head) {
+      if (stream.endQueued) {
+        stream.endQueued = false;
+        this.sendFrame({ type: FrameType.END, streamId: stream.id });
+        stream.endSent();
+      }
+      return;
+    }
+    const n = Math.min(head.data.byteLength, this.maxDataFrame, stream.sendWindow.available);
+    const whole = n === head.data.byteLength;
+    const payload = whole ? head.data : head.data.subarray(0, n);
+    if (whole) stream.queue.shift();
+    else head.data = head.data.subarray(n);
+    stream.sendWindow.consume(n);
+    stream.queuedBytes -= n;
+    stream.bytesOut += n;
+    this.bytesOut += n;
+    this.sendFrame({ type: FrameType.DATA, streamId: stream.id, data: payload });
+    // The producer may write its next chunk from inside done(); `flushing`
+    // makes that a plain enqueue that this loop picks up.
+    if (whole) head.done();
+  }
+}

@@ -1,0 +1,186 @@
+import { Readable, Writable } from 'node:stream';
+import { ErrorCodes, type ErrorCodeInfo } from './error-codes.js';
+import type { HeaderList, RequestFrame, ResponseFrame } from './frame-types.js';
+import { ReceiveWindow, SendWindow } from './flow-window.js';
+import { canReceiveData, canSendData, transition, type StreamEvent, type StreamState } from './stream-state.js';
+import { TunnelError } from './tunnel-error.js';
+
+/** What a stream needs from its session; keeps the two files decoupled. */
+export interface StreamHost {
+  /** Queues body bytes; `done` runs once they are handed to the transport. */
+  enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void): void;
+  enqueueEnd(stream: TunnelStream): void;
+  sendResponseHead(stream: TunnelStream, status: number, headers: HeaderList, endStream: boolean): void;
+  sendReset(stream: TunnelStream, info: ErrorCodeInfo, message: string): void;
+  sendWindowUpdate(stream: TunnelStream, increment: number): void;
+  streamClosed(stream: TunnelStream): void;
+  now(): number;
+  rttMs(): number;
+}
+
+/** An outgoing chunk waiting for credit or socket room. */
+export interface QueuedChunk {
+  data: Uint8Array;
+  done: (err?: Error | null) => void;
+}
+
+const noop = (): void => {};
+
+/**
+ * One request/response exchange on a tunnel.
+ *
+ * `body` is what the peer sends us (request body on the agent, response body
+ * on the server) as a Readable; reading from it is what returns window to
+ * the peer, so a consumer that stops reading stops the peer within one
+ * window. `sink` is what we send, as a Writable whose callbacks complete only
+ * when the bytes reach the transport, so a producer piped into it is paused
+ * by both the peer's credit and the socket.
+ */
+export class TunnelStream {
+  readonly id: number;
+  state: StreamState = 'open';
+  readonly sendWindow: SendWindow;
+  readonly recvWindow: ReceiveWindow;
+  readonly body: Readable;
+  readonly sink: Writable;
+  /** Outgoing queue, drained by the session's scheduler. */
+  readonly queue: QueuedChunk[] = [];
+  queuedBytes = 0;
+  endQueued = false;
+  /** True while the stream is in the session's ready ring. */
+  scheduled = false;
+  /** Bytes of body received / sent, for stats. */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** The request head (agent side) or undefined (server side). */
+  request: RequestFrame | undefined;
+  /** Set when the response head arrives (server side). */
+  response: ResponseFrame | undefined;
+  /** Set once the stream was reset, by either side. */
+  resetError: TunnelError | undefined;
+
+  /** Server side: called when the RESPONSE head arrives. */
+  onResponse: (head: ResponseFrame) => void = noop;
+  /** Called once if the stream is reset by either side or the tunnel drops. */
+  onReset: (err: TunnelError) => void = noop;
+  /** Called once when the stream reaches `closed`. */
+  onClose: () => void = noop;
+
+  constructor(
+    private readonly host: StreamHost,
+    id: number,
+    sendWindow: number,
+    recvWindow: ReceiveWindow,
+  ) {
+    this.id = id;
+    this.sendWindow = new SendWindow(sendWindow);
+    this.recvWindow = recvWindow;
+    // 64 KiB read buffer: _read (and so window updates) runs as soon as the
+    // consumer has drained below one DATA frame's worth.
+    this.body = new Readable({ highWaterMark: 64 * 1024, read: () => this.handleBodyRead() });
+    this.sink = new Writable({
+      highWaterMark: 64 * 1024,
+      write: (chunk: Buffer, _enc, cb) => this.write(chunk, cb),
+      final: (cb) => {
+        this.end();
+        cb();
+      },
+    });
+    // Failures are reported through onReset; a stream nobody reads yet must
+    // not crash the process with an unhandled 'error'.
+    this.body.on('error', noop);
+    this.sink.on('error', noop);
+  }
+
+  /** Sends the response head (agent side). */
+  respond(status: number, headers: HeaderList, endStream: boolean): void {
+    if (!canSendData(this.state)) return;
+    this.host.sendResponseHead(this, status, headers, endStream);
+    if (endStream) this.move('send-end');
+  }
+
+  /** Aborts the stream with a code; the peer sees RESET. Idempotent. */
+  reset(info: ErrorCodeInfo, message: string = info.message): void {
+    if (this.state === 'closed') return;
+    this.host.sendReset(this, info, message);
+    this.fail(new TunnelError(info, message), 'send-reset');
+  }
+
+  private write(chunk: Uint8Array, cb: (err?: Error | null) => void): void {
+    if (!canSendData(this.state) || this.endQueued) {
+      cb(this.resetError ?? new TunnelError(ErrorCodes.STREAM_CLOSED, 'stream is closed for sending'));
+      return;
+    }
+    if (chunk.byteLength === 0) {
+      cb();
+      return;
+    }
+    this.host.enqueueData(this, chunk, cb);
+  }
+
+  private end(): void {
+    if (!canSendData(this.state) || this.endQueued) return;
+    this.endQueued = true;
+    this.host.enqueueEnd(this);
+  }
+
+  /** Returns window to the peer for what our consumer has taken. */
+  private handleBodyRead(): void {
+    const consumed = this.recvWindow.buffered - this.body.readableLength;
+    if (consumed <= 0) return;
+    this.recvWindow.consume(consumed);
+    if (!canReceiveData(this.state)) return;
+    const increment = this.recvWindow.takeUpdate(this.host.now(), this.host.rttMs());
+    if (increment > 0) this.host.sendWindowUpdate(this, increment);
+  }
+
+  // ---- called by the session -------------------------------------------
+
+  /** @internal DATA from the peer (window already checked by the session). */
+  receiveData(data: Uint8Array): void {
+    this.bytesIn += data.byteLength;
+    this.body.push(data);
+  }
+
+  /** @internal END from the peer. */
+  receiveEnd(): void {
+    this.body.push(null);
+    this.move('recv-end');
+  }
+
+  /** @internal RESET from the peer, or the tunnel is gone. */
+  receiveReset(err: TunnelError): void {
+    if (this.state === 'closed') return;
+    this.fail(err, 'recv-reset');
+  }
+
+  /** @internal the END frame left the queue. */
+  endSent(): void {
+    this.move('send-end');
+  }
+
+  /** @internal */
+  move(event: StreamEvent): void {
+    this.state = transition(this.state, event);
+    if (this.state === 'closed') this.closed();
+  }
+
+  private fail(err: TunnelError, event: StreamEvent): void {
+    const bodyComplete = !canReceiveData(this.state);
+    this.resetError = err;
+    this.state = transition(this.state, event);
+    for (const q of this.queue.splice(0)) q.done(err);
+    this.queuedBytes = 0;
+    // A body the peer already ended is complete: let the consumer finish it.
+    if (!bodyComplete) this.body.destroy(err);
+    this.sink.destroy(err);
+    this.onReset(err);
+    this.closed();
+  }
+
+  private closed(): void {
+    this.recvWindow.release();
+    this.host.streamClosed(this);
+    this.onClose();
+  }
+}
