@@ -9,3 +9,4 @@ export * from './tunnel-error.js';
 export * from './tunnel-session.js';
 export * from './tunnel-stream.js';
 export * from './ws-transport.js';
+export * from './version.js';

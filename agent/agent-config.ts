@@ -1,0 +1,122 @@
+import { ConfigError } from '../protocol/tunnel-error.js';
+import { Defaults } from '../protocol/handshake.js';
+import { AllowPolicy } from './allow-policy.js';
+import { credentialFor, type Credential } from './credentials.js';
+
+/** What `postern agent` runs with, parsed and checked. */
+export interface AgentConfig {
+  clientId: string;
+  /** Never logged. */
+  clientToken: string;
+  /** `ws(s)://host:port/v1/tunnel`, derived from PROXY_URL. */
+  tunnelUrl: string;
+  toolUrl: URL;
+  /** Undefined when TOOL_SECRET is unset. */
+  credential: Credential | undefined;
+  policy: AllowPolicy | undefined;
+  /** Local status listener on 127.0.0.1; undefined = off. */
+  statusPort: number | undefined;
+  /** Tunnels to keep open. Default 1. */
+  connections: number;
+  heartbeatMs: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  /** Time the tool has to send its response head. Default 60000. */
+  upstreamTimeoutMs: number;
+  /** Streams accepted at once per tunnel. */
+  maxStreams: number;
+}
+
+/** Environment variables the agent reads, with what each means (for --help and docs). */
+export const agentEnvHelp: [string, string][] = [
+  ['CLIENT_ID', 'client id from `postern client create` (required)'],
+  ['CLIENT_TOKEN', 'client token from `postern client create` (required)'],
+  ['PROXY_URL', "the server's public base URL, http(s)://host:port (required)"],
+  ['TOOL_URL', 'base URL of the tool; requests never leave it (required)'],
+  ['TOOL_SECRET', "the tool's credential, added to every request"],
+  ['TOOL_TYPE', 'how TOOL_SECRET is sent: github, gitlab, bitbucket, azuredevops, jenkins, bearer, header:<Name> (default bearer)'],
+  ['POSTERN_ALLOW', 'path of a JSON allow-rules file; when set, everything else is denied'],
+  ['POSTERN_STATUS_PORT', 'local status listener on 127.0.0.1 (GET /status, /healthz, /readyz)'],
+  ['POSTERN_CONNECTIONS', 'tunnels to keep open (default 1)'],
+  ['POSTERN_HEARTBEAT_MS', 'heartbeat interval in ms (default 10000)'],
+  ['POSTERN_RECONNECT_BASE_MS', 'first reconnect delay ceiling in ms (default 500)'],
+  ['POSTERN_RECONNECT_MAX_MS', 'largest reconnect delay in ms (default 30000)'],
+  ['POSTERN_UPSTREAM_TIMEOUT_MS', 'time the tool has to answer with a response head, in ms (default 60000)'],
+];
+
+function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return def;
+  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(name, `${n} is outside the allowed range ${min}–${max}`);
+  return n;
+}
+
+function required(env: NodeJS.ProcessEnv, name: string, hint: string): string {
+  const v = env[name]?.trim();
+  if (!v) throw new ConfigError(name, `is required: ${hint}`);
+  return v;
+}
+
+/** Parses and checks the agent's environment. Throws ConfigError naming the setting. */
+export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
+  const clientId = required(env, 'CLIENT_ID', 'set it to the clientId printed by `postern client create`');
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(clientId)) {
+    throw new ConfigError('CLIENT_ID', 'may hold only letters, digits, "_" and "-" (check for stray quotes or spaces)');
+  }
+  const clientToken = required(env, 'CLIENT_TOKEN', 'set it to the clientToken printed by `postern client create`');
+  if (/\s/.test(clientToken)) throw new ConfigError('CLIENT_TOKEN', 'contains white space (check for stray quotes or a line break)');
+
+  const proxyRaw = required(env, 'PROXY_URL', "set it to the server's public URL, e.g. https://postern.example.com");
+  let proxy: URL;
+  try {
+    proxy = new URL(proxyRaw);
+  } catch {
+    throw new ConfigError('PROXY_URL', `${JSON.stringify(proxyRaw)} is not a URL; expected e.g. https://postern.example.com`);
+  }
+  const schemes: Record<string, string> = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' };
+  const wsScheme = schemes[proxy.protocol];
+  if (!wsScheme) throw new ConfigError('PROXY_URL', `scheme ${proxy.protocol} is not supported; use http(s) or ws(s)`);
+  const base = proxy.pathname.replace(/\/+$/, '');
+  const tunnelUrl = `${wsScheme}//${proxy.host}${base}/v1/tunnel`;
+
+  const toolRaw = required(env, 'TOOL_URL', 'set it to the base URL of your tool, e.g. https://gitlab.internal');
+  let toolUrl: URL;
+  try {
+    toolUrl = new URL(toolRaw);
+  } catch {
+    throw new ConfigError('TOOL_URL', `${JSON.stringify(toolRaw)} is not a URL; expected e.g. https://gitlab.internal`);
+  }
+  if (toolUrl.protocol !== 'http:' && toolUrl.protocol !== 'https:') {
+    throw new ConfigError('TOOL_URL', `scheme ${toolUrl.protocol} is not supported; use http or https`);
+  }
+  if (toolUrl.username || toolUrl.password) {
+    throw new ConfigError('TOOL_URL', 'must not contain credentials; put the credential in TOOL_SECRET');
+  }
+  if (toolUrl.search || toolUrl.hash) throw new ConfigError('TOOL_URL', 'must not contain a query or fragment');
+
+  const secret = env.TOOL_SECRET;
+  const toolType = env.TOOL_TYPE?.trim();
+  let credential: Credential | undefined;
+  if (secret) credential = credentialFor(toolType || 'bearer', secret);
+  else if (toolType) credentialFor(toolType, 'x:x'); // validates TOOL_TYPE even without a secret
+
+  const allow = env.POSTERN_ALLOW?.trim();
+  const statusRaw = env.POSTERN_STATUS_PORT;
+  return {
+    clientId,
+    clientToken,
+    tunnelUrl,
+    toolUrl,
+    credential,
+    policy: allow ? AllowPolicy.fromFile(allow) : undefined,
+    statusPort: statusRaw ? int(env, 'POSTERN_STATUS_PORT', 0, 0, 65535) : undefined,
+    connections: int(env, 'POSTERN_CONNECTIONS', 1, 1, 16),
+    heartbeatMs: int(env, 'POSTERN_HEARTBEAT_MS', Defaults.heartbeatMs, 100, 600_000),
+    reconnectBaseMs: int(env, 'POSTERN_RECONNECT_BASE_MS', 500, 1, 600_000),
+    reconnectMaxMs: int(env, 'POSTERN_RECONNECT_MAX_MS', 30_000, 1, 3_600_000),
+    upstreamTimeoutMs: int(env, 'POSTERN_UPSTREAM_TIMEOUT_MS', 60_000, 100, 3_600_000),
+    maxStreams: Defaults.maxStreams,
+  };
+}

@@ -1,0 +1,180 @@
+import { pipeline } from 'node:stream';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
+import type { HeaderList, RequestFrame } from '../protocol/frame-types.js';
+import { stripHopByHop } from '../protocol/headers.js';
+import type { TunnelStream } from '../protocol/tunnel-stream.js';
+import type { AllowPolicy } from './allow-policy.js';
+import type { Credential } from './credentials.js';
+import { resolveToolPath, toolTargetFromUrl, type ToolTarget } from './tool-target.js';
+
+export interface ToolRunnerOptions {
+  toolUrl: URL;
+  credential: Credential | undefined;
+  policy: AllowPolicy | undefined;
+  upstreamTimeoutMs: number;
+  logger: Logger;
+}
+
+/** Counters the agent's status shows. */
+export interface RunnerStats {
+  inFlight: number;
+  requests: number;
+  denials: number;
+  upstreamErrors: number;
+  lastError: string | null;
+}
+
+// undici refuses `expect` (it has no 100-continue support); the request body
+// streams anyway, so dropping it changes nothing for the tool.
+const ALWAYS_DROP = ['expect'];
+
+/**
+ * Runs tunnelled requests against the tool with undici: checks the target
+ * (confinement to TOOL_URL, allow rules), swaps in the tool's credential,
+ * streams both bodies with backpressure, and never follows redirects (a
+ * redirect is the tool's answer, passed back as is).
+ */
+export class ToolRunner {
+  readonly stats: RunnerStats = { inFlight: 0, requests: 0, denials: 0, upstreamErrors: 0, lastError: null };
+  private readonly pool: Pool;
+  private readonly target: ToolTarget;
+  private readonly drop: ReadonlySet<string>;
+
+  constructor(private readonly opts: ToolRunnerOptions) {
+    this.target = toolTargetFromUrl(opts.toolUrl);
+    this.drop = new Set([...ALWAYS_DROP, ...(opts.credential?.strip ?? [])]);
+    this.pool = new Pool(this.target.origin, {
+      // Each tunnel stream needs its own connection while its body streams.
+      connections: 256,
+      pipelining: 1,
+      headersTimeout: opts.upstreamTimeoutMs,
+      // A slow body is the caller's business (flow control), not a failure.
+      bodyTimeout: 0,
+      keepAliveTimeout: 30_000,
+    });
+  }
+
+  run(stream: TunnelStream, head: RequestFrame): void {
+    const log = this.opts.logger;
+    const resolved = resolveToolPath(this.target, head.path);
+    if (!resolved.ok) {
+      this.deny(stream, head, resolved.reason);
+      return;
+    }
+    if (this.opts.policy) {
+      const decision = this.opts.policy.decide(head.method, head.path);
+      if (!decision.allowed) {
+        this.deny(stream, head, decision.reason);
+        return;
+      }
+    }
+    const headers = stripHopByHop(head.headers, this.drop);
+    if (this.opts.credential) headers.push(this.opts.credential.name, this.opts.credential.value);
+
+    this.stats.inFlight++;
+    this.stats.requests++;
+    const abort = new AbortController();
+    stream.onReset = () => abort.abort();
+    let finished = false;
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      this.stats.inFlight--;
+    };
+    stream.onClose = finish;
+
+    this.pool
+      .request({
+        method: head.method,
+        path: resolved.path,
+        headers,
+        body: head.endStream ? null : stream.body,
+        signal: abort.signal,
+      })
+      .then(
+        ({ statusCode, headers: resHeaders, body }) => {
+          if (stream.state === 'closed') {
+            body.destroy();
+            return;
+          }
+          const list = stripHopByHop(flattenHeaders(resHeaders));
+          const noBody = head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+          stream.respond(statusCode, list, noBody);
+          if (noBody) {
+            body.resume();
+            return;
+          }
+          pipeline(body, stream.sink, (err) => {
+            if (err && stream.state !== 'closed') {
+              // The tool's body broke mid-way: reset so the caller sees a cut-off response.
+              this.recordError(ErrorCodes.UPSTREAM_UNREACHABLE);
+              stream.reset(ErrorCodes.UPSTREAM_UNREACHABLE, 'the tool response was cut off');
+            }
+          });
+        },
+        (err: NodeJS.ErrnoException & { code?: string }) => {
+          if (abort.signal.aborted || stream.state === 'closed') return;
+          const info = classify(err);
+          this.recordError(info);
+          log.warn(
+            { streamId: stream.id, method: head.method, code: err.code ?? err.name, error: info.error },
+            'tool request failed',
+          );
+          stream.reset(info, describe(err, info));
+        },
+      );
+  }
+
+  private deny(stream: TunnelStream, head: RequestFrame, reason: string): void {
+    this.stats.denials++;
+    this.opts.logger.warn({ streamId: stream.id, method: head.method, reason }, 'request denied by agent policy');
+    stream.reset(ErrorCodes.FORBIDDEN_BY_AGENT, reason);
+  }
+
+  private recordError(info: ErrorCodeInfo): void {
+    this.stats.upstreamErrors++;
+    this.stats.lastError = info.error;
+  }
+
+  /** Checks the tool answers at all (any HTTP status counts). */
+  async probe(timeoutMs = 2000): Promise<{ reachable: boolean; status?: number; error?: string }> {
+    try {
+      const res = await this.pool.request({
+        method: 'HEAD',
+        path: this.target.prefix || '/',
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      res.body.resume();
+      return { reachable: true, status: res.statusCode };
+    } catch (err) {
+      return { reachable: false, error: (err as { code?: string }).code ?? (err as Error).name };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
+
+function flattenHeaders(headers: Record<string, string | string[] | undefined>): HeaderList {
+  const out: HeaderList = [];
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, value);
+  }
+  return out;
+}
+
+function classify(err: { code?: string; name?: string }): ErrorCodeInfo {
+  if (err.code === 'UND_ERR_HEADERS_TIMEOUT') return ErrorCodes.UPSTREAM_TIMEOUT;
+  return ErrorCodes.UPSTREAM_UNREACHABLE;
+}
+
+/** A message for the caller: the failure kind, never headers or secrets. */
+function describe(err: { code?: string; name?: string }, info: ErrorCodeInfo): string {
+  if (info === ErrorCodes.UPSTREAM_TIMEOUT) return 'the tool sent no response head in time';
+  return `the agent could not reach the tool (${err.code ?? err.name ?? 'error'})`;
+}

@@ -1,0 +1,225 @@
+import type { Logger } from 'pino';
+import WebSocket from 'ws';
+import { decodeFrame, encodeFrame } from '../protocol/codec.js';
+import { CloseCodes, ErrorCodes } from '../protocol/error-codes.js';
+import { FrameType, type HandshakeInfo, type RequestFrame } from '../protocol/frame-types.js';
+import { Defaults, negotiate, PROTOCOL_VERSION } from '../protocol/handshake.js';
+import { TunnelError } from '../protocol/tunnel-error.js';
+import { TunnelSession } from '../protocol/tunnel-session.js';
+import type { TunnelStream } from '../protocol/tunnel-stream.js';
+import { WsTransport } from '../protocol/ws-transport.js';
+import { Backoff } from './backoff.js';
+
+/**
+ * Connector lifecycle:
+ *
+ *   idle ─start─▶ connecting ─open─▶ handshaking ─WELCOME─▶ connected
+ *                    ▲   │                │                     │
+ *                    │   └────────────────┴─── failure ─────────┤
+ *                    └─────── timer ───── backoff ◀─────────────┘
+ *   any ─stop─▶ stopped
+ */
+export type ConnectorState = 'idle' | 'connecting' | 'handshaking' | 'connected' | 'backoff' | 'stopped';
+
+const allowed: Record<ConnectorState, ConnectorState[]> = {
+  idle: ['connecting', 'stopped'],
+  connecting: ['handshaking', 'backoff', 'stopped'],
+  handshaking: ['connected', 'backoff', 'stopped'],
+  connected: ['backoff', 'connecting', 'stopped'],
+  backoff: ['connecting', 'stopped'],
+  stopped: [],
+};
+
+export interface TunnelConnectorOptions {
+  url: string;
+  clientId: string;
+  clientToken: string;
+  software: string;
+  heartbeatMs: number;
+  maxStreams: number;
+  reconnectBaseMs: number;
+  reconnectMaxMs: number;
+  logger: Logger;
+  onStream: (stream: TunnelStream, head: RequestFrame) => void;
+  /** Called on every state change (status, readiness). */
+  onState?: (state: ConnectorState) => void;
+  /** Injectable for tests. */
+  random?: () => number;
+}
+
+/** A connection lived this long counts as stable: the backoff starts over. */
+const STABLE_MS = 10_000;
+/** The server must answer HELLO within this. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * Keeps one tunnel to the server open, forever: dial, HELLO/WELCOME, serve
+ * streams, and on any loss back off (full jitter) and dial again. On GOAWAY
+ * the replacement is dialled at once and the old tunnel is kept until its
+ * streams finish (make-before-break).
+ */
+export class TunnelConnector {
+  state: ConnectorState = 'idle';
+  session: TunnelSession | undefined;
+  connectionId: string | undefined;
+  connectedSince: Date | undefined;
+  reconnects = 0;
+  lastError: string | null = null;
+  private ws: WebSocket | undefined;
+  private readonly backoff: Backoff;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly draining = new Set<TunnelSession>();
+
+  constructor(private readonly opts: TunnelConnectorOptions) {
+    this.backoff = new Backoff(opts.reconnectBaseMs, opts.reconnectMaxMs, opts.random);
+  }
+
+  start(): void {
+    this.connect();
+  }
+
+  /** Stops reconnecting and closes the tunnel (streams in flight are reset). */
+  stop(): void {
+    if (this.state === 'stopped') return;
+    this.move('stopped');
+    clearTimeout(this.timer);
+    this.session?.close(new TunnelError(ErrorCodes.GOING_AWAY, 'agent stopping'), CloseCodes.GOING_AWAY);
+    for (const s of this.draining) s.close(new TunnelError(ErrorCodes.GOING_AWAY, 'agent stopping'), CloseCodes.GOING_AWAY);
+    this.ws?.terminate();
+  }
+
+  private move(next: ConnectorState): void {
+    if (!allowed[this.state].includes(next)) {
+      throw new TypeError(`illegal connector transition ${this.state} -> ${next}`);
+    }
+    this.state = next;
+    this.opts.onState?.(next);
+  }
+
+  private connect(): void {
+    if (this.state === 'stopped') return;
+    this.move('connecting');
+    const { opts } = this;
+    const log = opts.logger;
+    const ws = new WebSocket(opts.url, {
+      headers: { authorization: `Bearer ${opts.clientToken}`, 'x-postern-client-id': opts.clientId },
+      perMessageDeflate: false,
+      maxPayload: Defaults.maxFrameSize,
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+    });
+    this.ws = ws;
+    let session: TunnelSession | undefined;
+    let connectedAt = 0;
+    let failure: string | undefined;
+    const local: HandshakeInfo = {
+      v: PROTOCOL_VERSION,
+      software: opts.software,
+      maxStreams: opts.maxStreams,
+      initialWindow: Defaults.initialWindow,
+      maxFrameSize: Defaults.maxFrameSize,
+      heartbeatMs: opts.heartbeatMs,
+    };
+    const transport = new WsTransport(ws);
+    const handshakeTimer = setTimeout(() => {
+      failure = 'server sent no WELCOME in time';
+      ws.terminate();
+    }, HANDSHAKE_TIMEOUT_MS);
+
+    ws.on('unexpected-response', (_req, res) => {
+      failure =
+        res.statusCode === 401
+          ? 'server refused the credentials (401): check CLIENT_ID and CLIENT_TOKEN'
+          : `server answered the upgrade with HTTP ${res.statusCode}: check PROXY_URL`;
+      res.resume();
+      ws.terminate();
+    });
+    ws.on('open', () => {
+      if (this.state !== 'connecting') return;
+      this.move('handshaking');
+      transport.send(encodeFrame({ type: FrameType.HELLO, ...local }));
+    });
+    ws.on('message', (data: Buffer, isBinary: boolean) => {
+      if (session) {
+        if (isBinary) session.receive(data);
+        else session.close(new TunnelError(ErrorCodes.PROTOCOL, 'text message on the tunnel'), CloseCodes.TUNNEL_PROTOCOL_ERROR);
+        return;
+      }
+      clearTimeout(handshakeTimer);
+      try {
+        const welcome = decodeFrame(data, local.maxFrameSize);
+        if (welcome.type !== FrameType.WELCOME) throw new TunnelError(ErrorCodes.HANDSHAKE, 'first frame must be WELCOME');
+        const limits = negotiate(local, welcome);
+        session = new TunnelSession(transport, {
+          role: 'agent',
+          limits,
+          localInitialWindow: local.initialWindow,
+          localMaxStreams: local.maxStreams,
+          localMaxFrameSize: local.maxFrameSize,
+          onStream: opts.onStream,
+          onGoaway: () => this.handleGoaway(session!),
+          onClose: (err) => {
+            if (err) failure = err.message;
+          },
+        });
+        this.session = session;
+        this.connectionId = welcome.connectionId;
+        this.connectedSince = new Date();
+        connectedAt = Date.now();
+        this.lastError = null;
+        session.start();
+        this.move('connected');
+        log.info({ connectionId: welcome.connectionId, server: welcome.software }, 'tunnel connected');
+      } catch (err) {
+        failure = `handshake failed: ${(err as Error).message}`;
+        ws.close(CloseCodes.HANDSHAKE_FAILED, 'handshake failed');
+      }
+    });
+    ws.on('error', (err: Error) => {
+      failure ??= err.message;
+    });
+    ws.on('close', (code: number, reason: Buffer) => {
+      clearTimeout(handshakeTimer);
+      session?.transportClosed(`code ${code}`);
+      if (session && this.draining.delete(session)) return; // an old tunnel finished draining
+      if (this.ws !== ws || this.state === 'stopped') return;
+      this.session = undefined;
+      this.connectionId = undefined;
+      this.connectedSince = undefined;
+      const why = failure ?? `closed by server (code ${code}${reason.length ? `: ${reason.toString()}` : ''})`;
+      this.lastError = why;
+      if (connectedAt && Date.now() - connectedAt >= STABLE_MS) this.backoff.reset();
+      this.scheduleReconnect(why);
+    });
+  }
+
+  private scheduleReconnect(why: string): void {
+    const delay = this.backoff.next();
+    this.reconnects++;
+    this.move('backoff');
+    this.opts.logger.warn({ reason: why, retryInMs: delay, attempt: this.backoff.attempts }, 'tunnel down, reconnecting');
+    this.timer = setTimeout(() => this.connect(), delay);
+  }
+
+  /**
+   * The server is draining this tunnel: dial the replacement now and let the
+   * old one finish its streams, then close it.
+   */
+  private handleGoaway(old: TunnelSession): void {
+    if (this.session !== old || this.state !== 'connected') return;
+    this.opts.logger.info({ connectionId: this.connectionId }, 'server sent GOAWAY: opening a replacement tunnel');
+    this.draining.add(old);
+    const oldWs = this.ws;
+    this.session = undefined;
+    this.ws = undefined;
+    this.reconnects++;
+    this.connect();
+    const check = setInterval(() => {
+      if (old.closed || old.activeStreams === 0) {
+        clearInterval(check);
+        old.close(undefined, CloseCodes.NORMAL);
+        if (oldWs && oldWs.readyState === WebSocket.CLOSED) this.draining.delete(old);
+      }
+    }, 50);
+    check.unref();
+  }
+}

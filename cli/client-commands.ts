@@ -1,0 +1,81 @@
+import { adminRequest, CliError, ExitCodes, type AdminTarget } from './admin-client.js';
+import { table } from './status-table.js';
+
+interface Created {
+  clientId: string;
+  clientToken: string;
+  name: string;
+  createdAt: string;
+}
+
+/** The ready-made `docker run` line for an agent of this client. */
+export function dockerRunLine(clientId: string, clientToken: string, proxyUrl: string): string {
+  return [
+    'docker run -d --name postern-agent --restart unless-stopped \\',
+    `  -e CLIENT_ID=${clientId} \\`,
+    `  -e CLIENT_TOKEN=${clientToken} \\`,
+    `  -e PROXY_URL=${proxyUrl} \\`,
+    '  -e TOOL_URL=https://gitlab.internal.example \\',
+    '  -e TOOL_TYPE=gitlab -e TOOL_SECRET=<your tool token> \\',
+    '  postern/agent',
+  ].join('\n');
+}
+
+export async function clientCommand(
+  sub: string | undefined,
+  args: string[],
+  target: AdminTarget,
+  opts: { name?: string; json?: boolean; proxyUrl?: string },
+): Promise<void> {
+  switch (sub) {
+    case 'create': {
+      if (!opts.name) throw new CliError('client create needs --name <name>', ExitCodes.USAGE);
+      const c = await adminRequest<Created>(target, 'POST', 'v1/clients', { name: opts.name });
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(c)}\n`);
+        return;
+      }
+      const proxy = opts.proxyUrl ?? process.env.POSTERN_PUBLIC_URL ?? 'https://<your postern server>';
+      process.stdout.write(
+        `Created client ${c.name} (${c.clientId}). The token is shown only now.\n` +
+          `Run the agent next to your tool with:\n\n${dockerRunLine(c.clientId, c.clientToken, proxy)}\n`,
+      );
+      return;
+    }
+    case 'list': {
+      const res = await adminRequest<{ clients: (Created & { connections: number })[] }>(target, 'GET', 'v1/clients');
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(res.clients)}\n`);
+        return;
+      }
+      process.stdout.write(
+        `${table(['CLIENT', 'NAME', 'CREATED', 'CONNECTIONS'], res.clients.map((c) => [c.clientId, c.name, c.createdAt, String(c.connections)]))}\n`,
+      );
+      return;
+    }
+    case 'revoke': {
+      const id = args[0];
+      if (!id) throw new CliError('client revoke needs a client id', ExitCodes.USAGE);
+      const res = await adminRequest<{ closedConnections: number }>(target, 'DELETE', `v1/clients/${encodeURIComponent(id)}`);
+      process.stdout.write(opts.json ? `${JSON.stringify(res)}\n` : `Revoked ${id}; closed ${res.closedConnections} live connection(s).\n`);
+      return;
+    }
+    case 'rotate': {
+      const id = args[0];
+      if (!id) throw new CliError('client rotate needs a client id', ExitCodes.USAGE);
+      const res = await adminRequest<{ clientToken: string; closedConnections: number }>(
+        target,
+        'POST',
+        `v1/clients/${encodeURIComponent(id)}/rotate`,
+      );
+      process.stdout.write(
+        opts.json
+          ? `${JSON.stringify(res)}\n`
+          : `New token for ${id} (shown only now): ${res.clientToken}\nClosed ${res.closedConnections} live connection(s); restart the agent with CLIENT_TOKEN set to the new token.\n`,
+      );
+      return;
+    }
+    default:
+      throw new CliError('usage: postern client create|list|revoke|rotate', ExitCodes.USAGE);
+  }
+}

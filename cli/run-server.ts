@@ -1,0 +1,29 @@
+import { buildServer } from '../server/postern-server.js';
+import { loadServerConfig, type ServerConfig } from '../server/server-config.js';
+import { createLogger } from './logger.js';
+
+/** `postern server`: flags override env; SIGTERM/SIGINT drain and exit. */
+export async function runServer(flags: Partial<Record<keyof ServerConfig, string>>): Promise<void> {
+  const config = loadServerConfig(process.env, flags);
+  const logger = createLogger('postern-server');
+  const server = buildServer(config, { logger });
+  if (server.generatedAdminToken) {
+    // Printed once, on the terminal, never through the logger.
+    process.stderr.write(
+      `\nGenerated an admin token (saved in ${config.dataDir}/admin-token, shown only now):\n  ${server.generatedAdminToken}\n\n`,
+    );
+  }
+  await server.listen();
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
+    void server.close().then(() => {
+      logger.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}

@@ -1,0 +1,154 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { CloseCodes } from '../protocol/error-codes.js';
+import type { ClientStats } from './client-stats.js';
+import type { ClientStore } from './client-store.js';
+import { tokenMatches, hashToken } from './secrets.js';
+import type { TunnelRegistry } from './tunnel-registry.js';
+import { VERSION } from '../protocol/version.js';
+
+export interface AdminApiOptions {
+  adminToken: string;
+  store: ClientStore;
+  registry: TunnelRegistry;
+  stats: ClientStats;
+  startedAt: Date;
+}
+
+/** One agent connection in `GET /v1/status`. */
+export interface ConnectionStatus {
+  connectionId: string;
+  remoteAddress: string;
+  agentVersion: string;
+  connectedSince: string;
+  rttMs: number;
+  streams: number;
+  draining: boolean;
+  bytesIn: number;
+  bytesOut: number;
+}
+
+/** One client in `GET /v1/status`. */
+export interface ClientStatus {
+  clientId: string;
+  name: string;
+  connected: boolean;
+  connections: ConnectionStatus[];
+  streamsInFlight: number;
+  requests: number;
+  errors: number;
+  bytesIn: number;
+  bytesOut: number;
+  lastError: string | null;
+}
+
+export interface ServerStatus {
+  version: string;
+  startedAt: string;
+  uptimeSeconds: number;
+  clients: ClientStatus[];
+}
+
+const createSchema = {
+  body: {
+    type: 'object',
+    required: ['name'],
+    additionalProperties: false,
+    properties: { name: { type: 'string', minLength: 1, maxLength: 200 } },
+  },
+} as const;
+
+/**
+ * The admin API: clients (create, list, revoke, rotate) and status. Every
+ * route needs `Authorization: Bearer <admin token>`, compared in constant
+ * time. Tokens of clients appear once, in the create and rotate answers.
+ */
+async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<void> {
+  const { store, registry, stats } = opts;
+  const adminHash = hashToken(opts.adminToken);
+
+  app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
+    const auth = req.headers.authorization;
+    const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    if (!token || !tokenMatches(token, adminHash)) {
+      req.log.warn({ remote: req.ip, url: req.url }, 'admin API refused: bad admin token');
+      await reply.code(401).send({ error: 'unauthorized', message: 'missing or wrong admin token', requestId: req.id });
+    }
+  });
+
+  app.post<{ Body: { name: string } }>('/v1/clients', { schema: createSchema }, async (req, reply) => {
+    const client = store.create(req.body.name);
+    req.log.info({ clientId: client.clientId, name: client.name }, 'client created');
+    return reply.code(201).send({
+      clientId: client.clientId,
+      clientToken: client.clientToken,
+      name: client.name,
+      createdAt: client.createdAt,
+    });
+  });
+
+  app.get('/v1/clients', async () => ({
+    clients: store.list().map((c) => ({ ...c, connections: registry.connections(c.clientId).length })),
+  }));
+
+  app.delete<{ Params: { id: string } }>('/v1/clients/:id', async (req, reply) => {
+    if (!store.revoke(req.params.id)) return notFound(reply, req.params.id, req.id);
+    const closed = registry.closeClient(req.params.id, CloseCodes.REVOKED, 'client revoked');
+    stats.forget(req.params.id);
+    req.log.info({ clientId: req.params.id, closedConnections: closed }, 'client revoked');
+    return { clientId: req.params.id, revoked: true, closedConnections: closed };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/clients/:id/rotate', async (req, reply) => {
+    const token = store.rotate(req.params.id);
+    if (!token) return notFound(reply, req.params.id, req.id);
+    const closed = registry.closeClient(req.params.id, CloseCodes.REVOKED, 'client token rotated');
+    req.log.info({ clientId: req.params.id, closedConnections: closed }, 'client token rotated');
+    return { clientId: req.params.id, clientToken: token, closedConnections: closed };
+  });
+
+  app.get('/v1/status', async (): Promise<ServerStatus> => {
+    const clients: ClientStatus[] = store.list().map((c) => {
+      const counters = stats.for(c.clientId);
+      const connections = registry.connections(c.clientId).map(
+        (conn): ConnectionStatus => ({
+          connectionId: conn.id,
+          remoteAddress: conn.remoteAddress,
+          agentVersion: conn.agentVersion,
+          connectedSince: conn.connectedAt,
+          rttMs: Math.round(conn.session.rttMsValue * 1000) / 1000,
+          streams: conn.session.activeStreams,
+          draining: conn.session.goingAway,
+          bytesIn: conn.session.bytesIn,
+          bytesOut: conn.session.bytesOut,
+        }),
+      );
+      return {
+        clientId: c.clientId,
+        name: c.name,
+        connected: connections.some((x) => !x.draining),
+        connections,
+        streamsInFlight: counters.inFlight,
+        requests: counters.requests,
+        errors: counters.errors,
+        bytesIn: counters.bytesIn,
+        bytesOut: counters.bytesOut,
+        lastError: counters.lastError,
+      };
+    });
+    return {
+      version: VERSION,
+      startedAt: opts.startedAt.toISOString(),
+      uptimeSeconds: Math.round((Date.now() - opts.startedAt.getTime()) / 1000),
+      clients,
+    };
+  });
+}
+
+function notFound(reply: FastifyReply, id: string, requestId: string): FastifyReply {
+  return reply
+    .code(404)
+    .send({ error: 'unknown_client', message: `no client ${JSON.stringify(id.slice(0, 64))}`, requestId });
+}
+
+export default fp(adminApi, { name: 'postern-admin-api', encapsulate: true });

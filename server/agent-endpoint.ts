@@ -1,0 +1,122 @@
+import type {} from '@fastify/websocket';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import { nanoid } from 'nanoid';
+import type { WebSocket } from 'ws';
+import { decodeFrame, encodeFrame } from '../protocol/codec.js';
+import { CloseCodes, ErrorCodes } from '../protocol/error-codes.js';
+import { FrameType, type HandshakeInfo } from '../protocol/frame-types.js';
+import { Defaults, negotiate, PROTOCOL_VERSION } from '../protocol/handshake.js';
+import { TunnelError } from '../protocol/tunnel-error.js';
+import { TunnelSession } from '../protocol/tunnel-session.js';
+import { WsTransport } from '../protocol/ws-transport.js';
+import type { AgentConnection } from './agent-connection.js';
+import type { ClientStore } from './client-store.js';
+import type { ServerConfig } from './server-config.js';
+import type { TunnelRegistry } from './tunnel-registry.js';
+import { SOFTWARE } from '../protocol/version.js';
+
+export interface AgentEndpointOptions {
+  config: ServerConfig;
+  store: ClientStore;
+  registry: TunnelRegistry;
+}
+
+/** Header the agent names its client with; the token travels as Bearer. */
+export const CLIENT_ID_HEADER = 'x-postern-client-id';
+
+/**
+ * `GET /v1/tunnel`: the agent's WebSocket. Credentials are checked in
+ * preValidation, before the upgrade, so a refused agent gets a plain 401 and
+ * no tunnel ever exists for it. Then: HELLO within handshakeTimeoutMs,
+ * WELCOME back, and the connection joins the registry.
+ */
+async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): Promise<void> {
+  const { config, store, registry } = opts;
+
+  const authenticate = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const clientId = req.headers[CLIENT_ID_HEADER];
+    const auth = req.headers.authorization;
+    const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
+    if (typeof clientId !== 'string' || !token || !store.verify(clientId, token)) {
+      req.log.warn({ clientId: typeof clientId === 'string' ? clientId : undefined, remote: req.ip }, 'agent refused: bad credentials');
+      await reply
+        .code(401)
+        .send({ error: 'unauthorized', message: 'unknown client id or wrong token', requestId: req.id });
+    }
+  };
+
+  app.get('/v1/tunnel', { websocket: true, preValidation: authenticate }, (socket: WebSocket, req) => {
+    const clientId = req.headers[CLIENT_ID_HEADER] as string;
+    const connectionId = nanoid(12);
+    const log = req.log.child({ clientId, connectionId });
+    const local: HandshakeInfo = {
+      v: PROTOCOL_VERSION,
+      software: SOFTWARE,
+      maxStreams: Defaults.maxStreams,
+      initialWindow: Defaults.initialWindow,
+      maxFrameSize: config.maxFrameSize,
+      heartbeatMs: config.heartbeatMs,
+    };
+    let session: TunnelSession | undefined;
+    let conn: AgentConnection | undefined;
+    const transport = new WsTransport(socket);
+
+    const handshakeTimer = setTimeout(() => {
+      log.warn({ timeoutMs: config.handshakeTimeoutMs }, 'agent sent no HELLO in time');
+      socket.close(CloseCodes.HANDSHAKE_FAILED, 'handshake timeout');
+    }, config.handshakeTimeoutMs);
+
+    socket.on('message', (data: Buffer, isBinary: boolean) => {
+      if (session) {
+        if (!isBinary) {
+          session.close(new TunnelError(ErrorCodes.PROTOCOL, 'text message on the tunnel'), CloseCodes.TUNNEL_PROTOCOL_ERROR);
+          return;
+        }
+        session.receive(data);
+        return;
+      }
+      clearTimeout(handshakeTimer);
+      try {
+        const hello = decodeFrame(data, config.maxFrameSize);
+        if (hello.type !== FrameType.HELLO) throw new TunnelError(ErrorCodes.HANDSHAKE, 'first frame must be HELLO');
+        const limits = negotiate(local, hello);
+        transport.send(encodeFrame({ type: FrameType.WELCOME, ...local, connectionId }));
+        session = new TunnelSession(transport, {
+          role: 'server',
+          limits,
+          localInitialWindow: local.initialWindow,
+          localMaxStreams: local.maxStreams,
+          localMaxFrameSize: config.maxFrameSize,
+          onClose: (err) => {
+            if (conn) registry.remove(conn);
+            log.info({ reason: err?.message, code: err?.code }, 'agent disconnected');
+          },
+        });
+        conn = {
+          id: connectionId,
+          clientId,
+          session,
+          remoteAddress: req.ip,
+          agentVersion: hello.software,
+          connectedAt: new Date().toISOString(),
+          close: (code, reason) => session?.close(new TunnelError(ErrorCodes.UNAUTHORIZED, reason), code),
+        };
+        session.start();
+        registry.add(conn);
+        log.info({ remote: req.ip, agentVersion: hello.software }, 'agent connected');
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        log.warn({ err: message }, 'agent handshake failed');
+        socket.close(CloseCodes.HANDSHAKE_FAILED, message.slice(0, 120));
+      }
+    });
+    socket.on('close', (code: number) => {
+      clearTimeout(handshakeTimer);
+      session?.transportClosed(`websocket closed with code ${code}`);
+    });
+    socket.on('error', (err: Error) => log.warn({ err: err.message }, 'tunnel socket error'));
+  });
+}
+
+export default fp(agentEndpoint, { name: 'postern-agent-endpoint' });

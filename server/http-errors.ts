@@ -1,0 +1,24 @@
+import type { ServerResponse } from 'node:http';
+import type { ErrorCodeInfo } from '../protocol/error-codes.js';
+
+/**
+ * Answers with Postern's JSON error body. The status and slug come from the
+ * one error table (protocol/error-codes.ts); `message` must never contain a
+ * secret.
+ */
+export function sendError(res: ServerResponse, info: ErrorCodeInfo, requestId: string, message?: string): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify({ error: info.error, message: message ?? info.message, requestId });
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(body),
+    'x-postern-request-id': requestId,
+  };
+  // Tell well-behaved callers when trying again makes sense.
+  if (info.status === 503 || info.status === 429) headers['retry-after'] = '1';
+  res.writeHead(info.status, headers);
+  res.end(body);
+}

@@ -1,0 +1,269 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
+import fp from 'fastify-plugin';
+import { nanoid } from 'nanoid';
+import type { Logger } from 'pino';
+import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
+import type { ResponseFrame } from '../protocol/frame-types.js';
+import { stripHopByHop } from '../protocol/headers.js';
+import { TunnelError } from '../protocol/tunnel-error.js';
+import type { TunnelStream } from '../protocol/tunnel-stream.js';
+import type { AgentConnection } from './agent-connection.js';
+import type { ClientStats } from './client-stats.js';
+import type { ClientStore } from './client-store.js';
+import { sendError } from './http-errors.js';
+import type { ServerConfig } from './server-config.js';
+import type { TunnelRegistry } from './tunnel-registry.js';
+
+export interface IngressOptions {
+  config: ServerConfig;
+  store: ClientStore;
+  registry: TunnelRegistry;
+  stats: ClientStats;
+  logger: Logger;
+}
+
+/** Response header carrying Postern's request id, on every ingress answer. */
+export const REQUEST_ID_HEADER = 'x-postern-request-id';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/** Splits `/t/<clientId>/<rest>?<query>` without decoding anything. */
+export function parseIngressUrl(url: string): { clientId: string; path: string } | undefined {
+  if (!url.startsWith('/t/')) return undefined;
+  let end = 3;
+  while (end < url.length && url[end] !== '/' && url[end] !== '?') end++;
+  const clientId = url.slice(3, end);
+  if (!clientId) return undefined;
+  const rest = url.slice(end);
+  return { clientId, path: rest.startsWith('/') ? rest : `/${rest}` };
+}
+
+/**
+ * The ingress: each `/t/<clientId>/…` request becomes one stream on one of
+ * the client's tunnels. Both bodies are piped through the stream, so they
+ * move under the tunnel's flow control and nothing is buffered whole.
+ *
+ * A request that no agent has seen yet waits for one (agentWaitMs). If the
+ * tunnel drops before any response byte, an idempotent request without a
+ * body is sent again on another connection; anything else fails with
+ * tunnel_lost. A response already started is cut off (socket destroyed), so
+ * the caller never sees a complete-looking body.
+ */
+export class Ingress {
+  constructor(private readonly opts: IngressOptions) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const requestId = nanoid(16);
+    const parsed = parseIngressUrl(req.url ?? '');
+    if (!parsed) {
+      sendError(res, ErrorCodes.UNKNOWN_CLIENT, requestId, 'expected /t/<clientId>/<path>');
+      return;
+    }
+    const { clientId, path } = parsed;
+    const { config, registry, store, stats } = this.opts;
+    if (registry.connections(clientId).length === 0 && !store.get(clientId)) {
+      sendError(res, ErrorCodes.UNKNOWN_CLIENT, requestId, `no client ${JSON.stringify(clientId.slice(0, 64))}`);
+      return;
+    }
+    const counters = stats.for(clientId);
+    if (counters.inFlight >= config.maxStreamsPerClient) {
+      counters.errors++;
+      sendError(
+        res,
+        ErrorCodes.TOO_MANY_STREAMS,
+        requestId,
+        `client has ${counters.inFlight} requests in flight (limit ${config.maxStreamsPerClient}, POSTERN_MAX_STREAMS_PER_CLIENT)`,
+      );
+      return;
+    }
+    const contentLength = req.headers['content-length'];
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (contentLength !== undefined && contentLength !== '0');
+    if (config.maxBodyBytes > 0 && contentLength !== undefined && Number(contentLength) > config.maxBodyBytes) {
+      counters.errors++;
+      sendError(res, ErrorCodes.BODY_TOO_LARGE, requestId, `body of ${contentLength} bytes is over the limit of ${config.maxBodyBytes}`);
+      return;
+    }
+    new IngressExchange(this.opts, req, res, requestId, clientId, path, hasBody).start();
+  }
+}
+
+/** One ingress request from arrival to its last byte. */
+class IngressExchange {
+  private readonly counters;
+  private readonly abort = new AbortController();
+  private stream: TunnelStream | undefined;
+  private conn: AgentConnection | undefined;
+  private attempts = 0;
+  private finished = false;
+  private responseTimer: NodeJS.Timeout | undefined;
+  private bodyStarted = false;
+
+  constructor(
+    private readonly opts: IngressOptions,
+    private readonly req: IncomingMessage,
+    private readonly res: ServerResponse,
+    private readonly requestId: string,
+    private readonly clientId: string,
+    private readonly path: string,
+    private readonly hasBody: boolean,
+  ) {
+    this.counters = opts.stats.for(clientId);
+  }
+
+  start(): void {
+    this.counters.inFlight++;
+    this.res.on('close', () => {
+      if (!this.res.writableFinished) {
+        this.abort.abort();
+        this.stream?.reset(ErrorCodes.CANCEL, 'the caller went away');
+      }
+      this.done();
+    });
+    void this.dispatch();
+  }
+
+  private async dispatch(): Promise<void> {
+    const { registry, config } = this.opts;
+    this.attempts++;
+    const conn =
+      registry.pick(this.clientId, this.conn) ?? (await registry.waitFor(this.clientId, config.agentWaitMs, this.abort.signal));
+    if (this.abort.signal.aborted) return;
+    if (!conn) {
+      this.fail(ErrorCodes.AGENT_OFFLINE, `no agent of this client connected within ${config.agentWaitMs} ms`);
+      return;
+    }
+    this.conn = conn;
+    const headers = stripHopByHop(this.req.rawHeaders);
+    let stream: TunnelStream;
+    try {
+      stream = conn.session.openStream(this.req.method ?? 'GET', this.path, headers, !this.hasBody);
+    } catch (err) {
+      const info = err instanceof TunnelError ? err.info : ErrorCodes.INTERNAL;
+      if (info.retryable && this.attempts < 3) return this.dispatch();
+      this.fail(info, err instanceof Error ? err.message : undefined);
+      return;
+    }
+    this.stream = stream;
+    stream.onResponse = (head) => this.onResponse(head);
+    stream.onReset = (err) => this.onReset(err);
+    this.responseTimer = setTimeout(() => {
+      stream.reset(ErrorCodes.UPSTREAM_TIMEOUT, `no response head within ${config.responseTimeoutMs} ms`);
+    }, config.responseTimeoutMs);
+    if (this.hasBody) this.pipeRequestBody(stream);
+  }
+
+  private pipeRequestBody(stream: TunnelStream): void {
+    this.bodyStarted = true;
+    const limit = this.opts.config.maxBodyBytes;
+    let seen = 0;
+    if (limit > 0) {
+      this.req.on('data', (chunk: Buffer) => {
+        seen += chunk.length;
+        if (seen > limit) stream.reset(ErrorCodes.BODY_TOO_LARGE, `body is over the limit of ${limit} bytes`);
+      });
+    }
+    // Not pipeline(): it would destroy the request (and so the socket) when
+    // the agent refuses the stream, and then the refusal could not be sent.
+    this.req.pipe(stream.sink);
+    stream.sink.on('error', () => {
+      this.req.unpipe(stream.sink);
+      this.req.resume();
+    });
+    this.req.on('aborted', () => stream.reset(ErrorCodes.CANCEL, 'the request body was cut off'));
+  }
+
+  private onResponse(head: ResponseFrame): void {
+    clearTimeout(this.responseTimer);
+    const stream = this.stream!;
+    const headers = stripHopByHop(head.headers);
+    headers.push('x-postern-request-id', this.requestId);
+    try {
+      this.res.writeHead(head.status, headers);
+    } catch (err) {
+      // The agent sent a head Node will not write (e.g. a bad header value).
+      stream.reset(ErrorCodes.PROTOCOL, 'response head rejected by the ingress');
+      this.fail(ErrorCodes.INTERNAL, 'the agent sent a response head that cannot be forwarded');
+      this.opts.logger.warn({ err, clientId: this.clientId, requestId: this.requestId }, 'bad response head');
+      return;
+    }
+    if (head.endStream) {
+      this.res.end();
+      return;
+    }
+    pipeline(stream.body, this.res, (err) => {
+      // A body that did not arrive whole is cut off, never completed.
+      if (err) this.res.destroy();
+    });
+  }
+
+  private onReset(err: TunnelError): void {
+    clearTimeout(this.responseTimer);
+    if (this.abort.signal.aborted || this.finished) return;
+    const stream = this.stream;
+    const noResponseYet = !stream?.response && !this.res.headersSent;
+    const replayable =
+      noResponseYet &&
+      !this.bodyStarted &&
+      IDEMPOTENT.has(this.req.method ?? '') &&
+      (err.info === ErrorCodes.TUNNEL_LOST || err.info === ErrorCodes.HEARTBEAT_TIMEOUT || err.info === ErrorCodes.GOING_AWAY);
+    if (replayable && this.attempts < 3) {
+      this.opts.logger.info({ clientId: this.clientId, requestId: this.requestId, code: err.code }, 'replaying idempotent request');
+      this.stream = undefined;
+      void this.dispatch();
+      return;
+    }
+    if (noResponseYet) {
+      this.fail(err.info, err.message);
+      return;
+    }
+    this.counters.errors++;
+    this.counters.lastError = err.info.error;
+    this.opts.logger.warn(
+      { clientId: this.clientId, requestId: this.requestId, code: err.code },
+      'response cut off: tunnel stream reset mid-body',
+    );
+    this.res.destroy();
+  }
+
+  private fail(info: ErrorCodeInfo, message?: string): void {
+    this.counters.errors++;
+    this.counters.lastError = info.error;
+    this.opts.logger.warn(
+      { clientId: this.clientId, requestId: this.requestId, code: info.code, status: info.status },
+      'ingress request failed',
+    );
+    sendError(this.res, info, this.requestId, message);
+  }
+
+  private done(): void {
+    if (this.finished) return;
+    this.finished = true;
+    clearTimeout(this.responseTimer);
+    this.counters.inFlight--;
+    this.counters.requests++;
+    if (this.stream) {
+      this.counters.bytesIn += this.stream.bytesOut;
+      this.counters.bytesOut += this.stream.bytesIn;
+    }
+  }
+}
+
+/**
+ * Registers the ingress routes on the private listener. Content-type parsing
+ * is switched off in this plugin's scope so bodies stay unread streams.
+ */
+async function ingressPlugin(app: FastifyInstance, opts: IngressOptions): Promise<void> {
+  const ingress = new Ingress(opts);
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+  const handler = (req: { raw: IncomingMessage }, reply: { hijack(): void; raw: ServerResponse }): void => {
+    reply.hijack();
+    ingress.handle(req.raw, reply.raw);
+  };
+  app.all('/t/*', handler);
+  app.all('/t', handler);
+}
+
+export default fp(ingressPlugin, { name: 'postern-ingress', encapsulate: true });

@@ -1,0 +1,117 @@
+import { ConfigError } from '../protocol/tunnel-error.js';
+import { Defaults } from '../protocol/handshake.js';
+
+/** Everything `postern server` can be told. Units are in the names. */
+export interface ServerConfig {
+  /** Bind address of both listeners. Default 0.0.0.0. */
+  host: string;
+  /** Public listener (agents). Default 8080; 0 picks a free port. */
+  port: number;
+  /** Private listener (ingress, admin API). Default 8081; 0 picks a free port. */
+  ingressPort: number;
+  /** Embedded store directory. Default ./data. */
+  dataDir: string;
+  /** Admin API bearer token; generated and saved in dataDir when unset. */
+  adminToken: string | undefined;
+  /** How long an ingress request waits for an agent before 503. Default 5000. */
+  agentWaitMs: number;
+  /** Heartbeat interval offered to agents. Default 10000. */
+  heartbeatMs: number;
+  /** Time an agent has to send HELLO after the upgrade. Default 10000. */
+  handshakeTimeoutMs: number;
+  /** Concurrent ingress requests per client before 429. Default 1024. */
+  maxStreamsPerClient: number;
+  /** Largest request head the ingress accepts (431 above). Default 16384. */
+  maxHeaderBytes: number;
+  /** Largest request body (413 above); 0 = no limit. Default 0. */
+  maxBodyBytes: number;
+  /** Time to wait for the agent's response head (504 after). Default 120000. */
+  responseTimeoutMs: number;
+  /** How long draining on shutdown lets in-flight streams finish. Default 30000. */
+  drainTimeoutMs: number;
+  /** Largest tunnel frame accepted. Default 1 MiB. */
+  maxFrameSize: number;
+}
+
+export const serverDefaults: ServerConfig = Object.freeze({
+  host: '0.0.0.0',
+  port: 8080,
+  ingressPort: 8081,
+  dataDir: './data',
+  adminToken: undefined,
+  agentWaitMs: 5000,
+  heartbeatMs: Defaults.heartbeatMs,
+  handshakeTimeoutMs: 10_000,
+  maxStreamsPerClient: 1024,
+  maxHeaderBytes: 16 * 1024,
+  maxBodyBytes: 0,
+  responseTimeoutMs: 120_000,
+  drainTimeoutMs: 30_000,
+  maxFrameSize: Defaults.maxFrameSize,
+});
+
+/** Environment variable of each setting (the flag is its kebab-case twin). */
+export const serverEnvNames: Record<keyof ServerConfig, string> = {
+  host: 'POSTERN_HOST',
+  port: 'POSTERN_PORT',
+  ingressPort: 'POSTERN_INGRESS_PORT',
+  dataDir: 'POSTERN_DATA_DIR',
+  adminToken: 'POSTERN_ADMIN_TOKEN',
+  agentWaitMs: 'POSTERN_AGENT_WAIT_MS',
+  heartbeatMs: 'POSTERN_HEARTBEAT_MS',
+  handshakeTimeoutMs: 'POSTERN_HANDSHAKE_TIMEOUT_MS',
+  maxStreamsPerClient: 'POSTERN_MAX_STREAMS_PER_CLIENT',
+  maxHeaderBytes: 'POSTERN_MAX_HEADER_BYTES',
+  maxBodyBytes: 'POSTERN_MAX_BODY_BYTES',
+  responseTimeoutMs: 'POSTERN_RESPONSE_TIMEOUT_MS',
+  drainTimeoutMs: 'POSTERN_DRAIN_TIMEOUT_MS',
+  maxFrameSize: 'POSTERN_MAX_FRAME_SIZE',
+};
+
+const ranges: Partial<Record<keyof ServerConfig, [number, number]>> = {
+  port: [0, 65535],
+  ingressPort: [0, 65535],
+  agentWaitMs: [0, 600_000],
+  heartbeatMs: [100, 600_000],
+  handshakeTimeoutMs: [100, 600_000],
+  maxStreamsPerClient: [1, 1_000_000],
+  maxHeaderBytes: [1024, 1024 * 1024],
+  maxBodyBytes: [0, Number.MAX_SAFE_INTEGER],
+  responseTimeoutMs: [100, 3_600_000],
+  drainTimeoutMs: [0, 3_600_000],
+  maxFrameSize: [64 * 1024, 64 * 1024 * 1024],
+};
+
+/**
+ * Builds the server config from flags (camelCase keys, already parsed) over
+ * environment variables over defaults. Throws ConfigError naming the setting.
+ */
+export function loadServerConfig(
+  env: NodeJS.ProcessEnv,
+  flags: Partial<Record<keyof ServerConfig, string | undefined>> = {},
+): ServerConfig {
+  const out: Record<string, unknown> = { ...serverDefaults };
+  for (const key of Object.keys(serverEnvNames) as (keyof ServerConfig)[]) {
+    const envName = serverEnvNames[key];
+    const raw = flags[key] ?? env[envName];
+    if (raw === undefined || raw === '') continue;
+    const label = flags[key] !== undefined ? `--${kebab(key)}` : envName;
+    const range = ranges[key];
+    if (range) out[key] = parseInteger(label, raw, range[0], range[1]);
+    else out[key] = raw;
+  }
+  return out as unknown as ServerConfig;
+}
+
+export function parseInteger(setting: string, raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw.trim())) {
+    throw new ConfigError(setting, `expected a whole number between ${min} and ${max}, got ${JSON.stringify(raw)}`);
+  }
+  const n = Number(raw.trim());
+  if (n < min || n > max) throw new ConfigError(setting, `${n} is outside the allowed range ${min}–${max}`);
+  return n;
+}
+
+function kebab(s: string): string {
+  return s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
