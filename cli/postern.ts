@@ -1,134 +1,15 @@
 #!/usr/bin/env node
-import { parseArgs } from 'node:util';
-import { agentEnvHelp } from '../agent/agent-config.js';
-import { ConfigError } from '../protocol/tunnel-error.js';
-import { VERSION } from '../protocol/version.js';
-import { serverEnvNames } from '../server/server-config.js';
-import { CliError, ExitCodes } from './admin-client.js';
-import { clientCommand } from './client-commands.js';
-import { runDemo } from './demo.js';
-import { runAgent } from './run-agent.js';
-import { runServer } from './run-server.js';
-import { statusCommand } from './status-command.js';
-
-const USAGE = `postern ${VERSION}: a reverse tunnel from your SaaS to tools behind a firewall
-
-usage:
-  postern server [--host H] [--port P] [--ingress-port P] [--data-dir D] [--admin-token T] [--agent-wait-ms N]
-  postern agent                      (configured by environment: see below)
-  postern client create --name N [--json] [--proxy-url URL]
-  postern client list [--json]
-  postern client revoke <clientId>
-  postern client rotate <clientId>
-  postern status [--json] [<clientId>]
-  postern status --agent http://127.0.0.1:<POSTERN_STATUS_PORT>
-  postern demo                       (what \`npm start\` runs)
-
-client and status commands take --server <private URL> (POSTERN_SERVER, default http://127.0.0.1:8081)
-and --admin-token <T> (POSTERN_ADMIN_TOKEN).
-
-server environment: ${Object.values(serverEnvNames).join(', ')}
-
-agent environment:
-${agentEnvHelp.map(([k, v]) => `  ${k.padEnd(28)} ${v}`).join('\n')}
-
-exit codes: 0 ok, 1 failure, 2 usage or configuration error, 3 no live agent,
-            4 server unreachable, 5 unauthorized`;
-
-const serverFlags = {
-  host: { type: 'string' },
-  port: { type: 'string' },
-  'ingress-port': { type: 'string' },
-  'data-dir': { type: 'string' },
-  'admin-token': { type: 'string' },
-  'agent-wait-ms': { type: 'string' },
-  'heartbeat-ms': { type: 'string' },
-  'drain-timeout-ms': { type: 'string' },
-} as const;
-
-const clientFlags = {
-  server: { type: 'string' },
-  'admin-token': { type: 'string' },
-  name: { type: 'string' },
-  json: { type: 'boolean' },
-  agent: { type: 'string' },
-  'proxy-url': { type: 'string' },
-} as const;
-
-function camel(s: string): string {
-  return s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+/**
+ * Entry point of the `postern` bin. Checks the Node.js version before any
+ * module that needs a newer one (node:sqlite) is loaded, so an old runtime
+ * gets a sentence instead of ERR_UNKNOWN_BUILTIN_MODULE.
+ */
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 13)) {
+  process.stderr.write(
+    `postern: Node.js ${process.versions.node} is too old; Postern needs Node.js 22.13 or newer (24 recommended).\n` +
+      '  In a checkout, run it through npm scripts or npx, which use the Node 24 that `npm ci` installed.\n',
+  );
+  process.exit(1);
 }
-
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  switch (command) {
-    case 'server': {
-      const { values } = parseArgs({ args: rest, options: serverFlags, strict: true });
-      const flags = Object.fromEntries(Object.entries(values).map(([k, v]) => [camel(k), v]));
-      await runServer(flags);
-      return -1; // keeps running
-    }
-    case 'agent':
-      await runAgent();
-      return -1;
-    case 'demo':
-      await runDemo();
-      return -1;
-    case 'client':
-    case 'status': {
-      const { values, positionals } = parseArgs({ args: rest, options: clientFlags, strict: true, allowPositionals: true });
-      const server = values.server ?? process.env.POSTERN_SERVER ?? 'http://127.0.0.1:8081';
-      const adminToken = values['admin-token'] ?? process.env.POSTERN_ADMIN_TOKEN;
-      const needsAdmin = command === 'client' || !values.agent;
-      if (needsAdmin && !adminToken) {
-        throw new CliError('an admin token is needed: pass --admin-token or set POSTERN_ADMIN_TOKEN', ExitCodes.USAGE);
-      }
-      const target = adminToken ? { server, adminToken } : undefined;
-      if (command === 'status') {
-        return statusCommand(target, positionals[0], { json: values.json, agent: values.agent });
-      }
-      const [sub, ...args] = positionals;
-      await clientCommand(sub, args, target!, { name: values.name, json: values.json, proxyUrl: values['proxy-url'] });
-      return ExitCodes.OK;
-    }
-    case '--version':
-    case 'version':
-      process.stdout.write(`${VERSION}\n`);
-      return ExitCodes.OK;
-    case undefined:
-    case '--help':
-    case '-h':
-    case 'help':
-      process.stdout.write(`${USAGE}\n`);
-      return command === undefined ? ExitCodes.USAGE : ExitCodes.OK;
-    default:
-      throw new CliError(`unknown command ${JSON.stringify(command)}; see postern --help`, ExitCodes.USAGE);
-  }
-}
-
-main(process.argv.slice(2)).then(
-  (code) => {
-    if (code >= 0) process.exit(code);
-  },
-  (err: unknown) => {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`postern: configuration error: ${err.message}\n`);
-      process.exit(ExitCodes.USAGE);
-    }
-    if (err instanceof CliError) {
-      process.stderr.write(`postern: ${err.message}\n`);
-      process.exit(err.exitCode);
-    }
-    const code = (err as { code?: string }).code;
-    if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
-      process.stderr.write(`postern: ${(err as Error).message}\n`);
-      process.exit(ExitCodes.USAGE);
-    }
-    if (code === 'EADDRINUSE' || code === 'EACCES') {
-      process.stderr.write(`postern: cannot listen: ${(err as Error).message}\n`);
-      process.exit(ExitCodes.FAILURE);
-    }
-    process.stderr.write(`postern: unexpected error: ${(err as Error)?.message ?? String(err)}\n`);
-    process.exit(ExitCodes.FAILURE);
-  },
-);
+await import('./main.js');

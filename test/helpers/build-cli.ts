@@ -1,0 +1,20 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+
+/**
+ * Compiles the sources once into .test-build/ (inside the repo so the
+ * output resolves node_modules like dist/ does) and returns the CLI's path.
+ * CLI tests run the real compiled `postern` as a child process.
+ */
+export function buildCli(): string {
+  const out = join(root, '.test-build');
+  const cli = join(out, 'cli', 'postern.js');
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', out], {
+    stdio: 'inherit',
+  });
+  if (!existsSync(cli)) throw new Error(`build did not produce ${cli}`);
+  return cli;
+}
