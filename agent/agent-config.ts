@@ -2,6 +2,7 @@ import { ConfigError } from '../protocol/tunnel-error.js';
 import { Defaults } from '../protocol/handshake.js';
 import { AllowPolicy } from './allow-policy.js';
 import { credentialFor, type Credential } from './credentials.js';
+import { proxyFor } from './egress-proxy.js';
 
 /** What `postern agent` runs with, parsed and checked. */
 export interface AgentConfig {
@@ -10,6 +11,8 @@ export interface AgentConfig {
   clientToken: string;
   /** `ws(s)://host:port/v1/tunnel`, derived from PROXY_URL. */
   tunnelUrl: string;
+  /** HTTP CONNECT proxy for the tunnel (HTTPS_PROXY / NO_PROXY); may hold credentials: never log. */
+  egressProxy: URL | undefined;
   toolUrl: URL;
   /** Undefined when TOOL_SECRET is unset. */
   credential: Credential | undefined;
@@ -35,6 +38,8 @@ export const agentEnvHelp: [string, string][] = [
   ['TOOL_URL', 'base URL of the tool; requests never leave it (required)'],
   ['TOOL_SECRET', "the tool's credential, added to every request"],
   ['TOOL_TYPE', 'how TOOL_SECRET is sent: github, gitlab, bitbucket, azuredevops, jenkins, bearer, header:<Name> (default bearer)'],
+  ['HTTPS_PROXY / NO_PROXY', 'HTTP CONNECT proxy for the tunnel connection, and hosts that bypass it'],
+  ['NODE_EXTRA_CA_CERTS', 'extra CA certificates (PEM file) trusted for the server (wss) and the tool (https)'],
   ['POSTERN_ALLOW', 'path of a JSON allow-rules file; when set, everything else is denied'],
   ['POSTERN_STATUS_PORT', 'local status listener on 127.0.0.1 (GET /status, /healthz, /readyz)'],
   ['POSTERN_CONNECTIONS', 'tunnels to keep open (default 1)'],
@@ -108,6 +113,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     clientId,
     clientToken,
     tunnelUrl,
+    egressProxy: proxyFor(new URL(tunnelUrl), env),
     toolUrl,
     credential,
     policy: allow ? AllowPolicy.fromFile(allow) : undefined,

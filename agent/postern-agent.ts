@@ -2,6 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './agent-config.js';
+import { ConnectProxyAgent } from './egress-proxy.js';
 import { ToolRunner } from './tool-runner.js';
 import { TunnelConnector } from './tunnel-connector.js';
 import { SOFTWARE, VERSION } from '../protocol/version.js';
@@ -50,6 +51,9 @@ export class PosternAgent {
       upstreamTimeoutMs: config.upstreamTimeoutMs,
       logger,
     });
+    const egress = config.egressProxy
+      ? new ConnectProxyAgent(config.egressProxy, config.tunnelUrl.startsWith('wss:'))
+      : undefined;
     this.connectors = Array.from(
       { length: config.connections },
       (_, i) =>
@@ -63,6 +67,7 @@ export class PosternAgent {
           reconnectBaseMs: config.reconnectBaseMs,
           reconnectMaxMs: config.reconnectMaxMs,
           logger: logger.child({ tunnel: i }),
+          ...(egress ? { agent: egress } : {}),
           onStream: (stream, head) => this.runner.run(stream, head),
           ...(opts.random ? { random: opts.random } : {}),
         }),

@@ -1,3 +1,4 @@
+import type { Agent as HttpAgent } from 'node:http';
 import type { Logger } from 'pino';
 import WebSocket from 'ws';
 import { decodeFrame, encodeFrame } from '../protocol/codec.js';
@@ -40,6 +41,8 @@ export interface TunnelConnectorOptions {
   reconnectBaseMs: number;
   reconnectMaxMs: number;
   logger: Logger;
+  /** Dials through this agent (the egress proxy), when set. */
+  agent?: HttpAgent;
   onStream: (stream: TunnelStream, head: RequestFrame) => void;
   /** Called on every state change (status, readiness). */
   onState?: (state: ConnectorState) => void;
@@ -106,6 +109,7 @@ export class TunnelConnector {
       perMessageDeflate: false,
       maxPayload: Defaults.maxFrameSize,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
+      ...(opts.agent ? { agent: opts.agent } : {}),
     });
     this.ws = ws;
     let session: TunnelSession | undefined;

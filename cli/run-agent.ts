@@ -8,7 +8,7 @@ export async function runAgent(): Promise<void> {
   const logger = createLogger('postern-agent');
   const agent = new PosternAgent(config, logger);
   logger.info(
-    { clientId: config.clientId, server: config.tunnelUrl, tool: `${config.toolUrl.origin}${config.toolUrl.pathname}`, connections: config.connections },
+    { clientId: config.clientId, server: config.tunnelUrl, tool: `${config.toolUrl.origin}${config.toolUrl.pathname}`, connections: config.connections, egressProxy: config.egressProxy?.host },
     'agent starting',
   );
   await agent.start();

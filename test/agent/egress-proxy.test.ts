@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { noProxyMatches, proxyFor } from '../../agent/egress-proxy.js';
+
+const wss = new URL('wss://postern.example.com/v1/tunnel');
+const ws = new URL('ws://10.0.0.5:8080/v1/tunnel');
+
+describe('proxyFor', () => {
+  it('uses HTTPS_PROXY for wss and HTTP_PROXY for ws, upper or lower case', () => {
+    expect(proxyFor(wss, { HTTPS_PROXY: 'http://proxy.corp:3128' })?.host).toBe('proxy.corp:3128');
+    expect(proxyFor(wss, { https_proxy: 'proxy.corp:3128' })?.host).toBe('proxy.corp:3128');
+    expect(proxyFor(ws, { HTTPS_PROXY: 'http://proxy.corp:3128' })).toBeUndefined();
+    expect(proxyFor(ws, { HTTP_PROXY: 'http://proxy.corp:3128' })?.host).toBe('proxy.corp:3128');
+  });
+
+  it('is off without a proxy variable or with an unusable one', () => {
+    expect(proxyFor(wss, {})).toBeUndefined();
+    expect(proxyFor(wss, { HTTPS_PROXY: 'socks5://proxy:1080' })).toBeUndefined();
+  });
+
+  it('honours NO_PROXY', () => {
+    const env = { HTTPS_PROXY: 'http://proxy:3128' };
+    expect(proxyFor(wss, { ...env, NO_PROXY: 'example.com' })).toBeUndefined();
+    expect(proxyFor(wss, { ...env, NO_PROXY: 'other.com,.example.com' })).toBeUndefined();
+    expect(proxyFor(wss, { ...env, NO_PROXY: 'ample.com' })?.host).toBe('proxy:3128');
+  });
+});
+
+describe('noProxyMatches', () => {
+  const cases: [string, URL, boolean][] = [
+    ['*', wss, true],
+    ['postern.example.com', wss, true],
+    ['.example.com', wss, true],
+    ['*.example.com', wss, true],
+    ['example.com:443', wss, true],
+    ['example.com:8443', wss, false],
+    ['10.0.0.5', ws, true],
+    ['10.0.0.5:8080', ws, true],
+    ['10.0.0.6', ws, false],
+    ['', wss, false],
+  ];
+  it.each(cases)('NO_PROXY=%j for %s → %s', (noProxy, url, expected) => {
+    expect(noProxyMatches(url, noProxy)).toBe(expected);
+  });
+});
