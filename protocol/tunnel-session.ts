@@ -480,6 +480,7 @@ export class TunnelSession implements StreamHost {
 
   /** Sends one DATA frame (or the END) of a stream's queue. */
   private sendOne(stream: TunnelStream): void {
+    if (stream.state === 'closed') return;
     const head = stream.queue[0];
     if (!head) {
       if (stream.endQueued) {

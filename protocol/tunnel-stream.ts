@@ -27,6 +27,29 @@ export interface QueuedChunk {
 const noop = (): void => {};
 
 /**
+ * The body Readable. Window is returned after every read(), once the chunk
+ * has left the buffer: Node calls _read() *before* it removes the chunk
+ * asked for, and not again until the next push, so counting only in
+ * _read() would stall a stream whose sender is out of credit.
+ */
+class BodyReadable extends Readable {
+  constructor(private readonly onConsumed: () => void) {
+    // 64 KiB: one DATA frame's worth; keep windows ≥ 2× this.
+    super({ highWaterMark: 64 * 1024 });
+  }
+
+  override _read(): void {
+    this.onConsumed();
+  }
+
+  override read(size?: number): unknown {
+    const chunk: unknown = super.read(size);
+    this.onConsumed();
+    return chunk;
+  }
+}
+
+/**
  * One request/response exchange on a tunnel.
  *
  * `body` is what the peer sends us (request body on the agent, response body
@@ -56,6 +79,7 @@ export class TunnelStream {
   request: RequestFrame | undefined;
   /** Set when the response head arrives (server side). */
   response: ResponseFrame | undefined;
+  private headSent = false;
   /** Set once the stream was reset, by either side. */
   resetError: TunnelError | undefined;
 
@@ -75,9 +99,7 @@ export class TunnelStream {
     this.id = id;
     this.sendWindow = new SendWindow(sendWindow);
     this.recvWindow = recvWindow;
-    // 64 KiB read buffer: _read (and so window updates) runs as soon as the
-    // consumer has drained below one DATA frame's worth.
-    this.body = new Readable({ highWaterMark: 64 * 1024, read: () => this.handleBodyRead() });
+    this.body = new BodyReadable(() => this.handleBodyRead());
     this.sink = new Writable({
       highWaterMark: 64 * 1024,
       write: (chunk: Buffer, _enc, cb) => this.write(chunk, cb),
@@ -92,9 +114,10 @@ export class TunnelStream {
     this.sink.on('error', noop);
   }
 
-  /** Sends the response head (agent side). */
+  /** Sends the response head (agent side). Only the first call counts. */
   respond(status: number, headers: HeaderList, endStream: boolean): void {
-    if (!canSendData(this.state)) return;
+    if (!canSendData(this.state) || this.headSent) return;
+    this.headSent = true;
     this.host.sendResponseHead(this, status, headers, endStream);
     if (endStream) this.move('send-end');
   }
@@ -171,6 +194,7 @@ export class TunnelStream {
     this.state = transition(this.state, event);
     for (const q of this.queue.splice(0)) q.done(err);
     this.queuedBytes = 0;
+    this.endQueued = false;
     // A body the peer already ended is complete: let the consumer finish it.
     if (!bodyComplete) this.body.destroy(err);
     this.sink.destroy(err);

@@ -15,6 +15,29 @@ import type { TunnelError } from '../../protocol/tunnel-error.js';
  * a factory that connects a server session to an agent session.
  */
 
+/**
+ * Errors thrown out of a session into the transport's callbacks (receive()
+ * during delivery, onceDrained callbacks). A real socket would turn these
+ * into an uncaught exception that kills the process; here they are kept so a
+ * test can fail on them by name. Call takeCallbackErrors() in afterEach.
+ */
+const callbackErrors: unknown[] = [];
+
+/** Returns and forgets the errors sessions threw into transport callbacks. */
+export function takeCallbackErrors(): unknown[] {
+  return callbackErrors.splice(0);
+}
+
+function guarded(fn: () => void): () => void {
+  return () => {
+    try {
+      fn();
+    } catch (err) {
+      callbackErrors.push(err);
+    }
+  };
+}
+
 /** A SessionClock whose time only moves when the test calls advance(). */
 export class FakeClock implements SessionClock {
   time = 1_000;
@@ -58,12 +81,15 @@ export class FakeClock implements SessionClock {
 /**
  * In-memory FrameTransport. Bytes sent are decoded into `sent` (for frame
  * counting) and, when a peer is attached, delivered to its receive() in a
- * microtask, in order. bufferedAmount is whatever the test sets; drain()
- * empties it and runs the onceDrained callbacks via setImmediate.
+ * microtask, in order; close() tells the peer's transportClosed(). bufferedAmount is whatever the test sets (or grows
+ * with each send when `accumulate` is on); drain() empties it and runs the
+ * onceDrained callbacks via setImmediate.
  */
 export class MemoryTransport implements FrameTransport {
   peer: TunnelSession | undefined;
   bufferedAmount = 0;
+  /** When true, send() adds each message's size to bufferedAmount, as a socket the OS is slow to take from. */
+  accumulate = false;
   /** Every frame handed to send(), decoded. */
   readonly sent: Frame[] = [];
   /** Set when close() is called. */
@@ -73,12 +99,13 @@ export class MemoryTransport implements FrameTransport {
   send(bytes: Uint8Array): void {
     const copy = Uint8Array.from(bytes);
     this.sent.push(decodeFrame(copy, 0x7fffffff));
+    if (this.accumulate) this.bufferedAmount += copy.byteLength;
     const peer = this.peer;
-    if (peer) queueMicrotask(() => peer.receive(copy));
+    if (peer) queueMicrotask(guarded(() => peer.receive(copy)));
   }
 
   onceDrained(cb: () => void): void {
-    if (this.bufferedAmount === 0) setImmediate(cb);
+    if (this.bufferedAmount === 0) setImmediate(guarded(cb));
     else this.drainWaiters.push(cb);
   }
 
@@ -87,14 +114,14 @@ export class MemoryTransport implements FrameTransport {
     this.bufferedAmount = 0;
     const waiters = this.drainWaiters;
     this.drainWaiters = [];
-    for (const cb of waiters) setImmediate(cb);
+    for (const cb of waiters) setImmediate(guarded(cb));
   }
 
   close(code: number, reason: string): void {
     if (this.closedWith) return;
     this.closedWith = { code, reason };
     const peer = this.peer;
-    if (peer) queueMicrotask(() => peer.transportClosed(reason));
+    if (peer) queueMicrotask(guarded(() => peer.transportClosed(reason)));
   }
 
   /** Frames sent of one type. */
