@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
 import type { HeaderList, RequestFrame } from '../protocol/frame-types.js';
-import { stripHopByHop } from '../protocol/headers.js';
+import { headerValue, stripHopByHop } from '../protocol/headers.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import type { AllowPolicy } from './allow-policy.js';
 import type { Credential } from './credentials.js';
@@ -57,16 +57,18 @@ export class ToolRunner {
   }
 
   run(stream: TunnelStream, head: RequestFrame): void {
-    const log = this.opts.logger;
+    // Built only when something is logged: the success path logs nothing.
+    const log = (): Logger =>
+      this.opts.logger.child({ requestId: headerValue(head.headers, 'x-postern-request-id'), streamId: stream.id });
     const resolved = resolveToolPath(this.target, head.path);
     if (!resolved.ok) {
-      this.deny(stream, head, resolved.reason);
+      this.deny(stream, head, resolved.reason, log());
       return;
     }
     if (this.opts.policy) {
       const decision = this.opts.policy.decide(head.method, head.path);
       if (!decision.allowed) {
-        this.deny(stream, head, decision.reason);
+        this.deny(stream, head, decision.reason, log());
         return;
       }
     }
@@ -118,8 +120,8 @@ export class ToolRunner {
           if (abort.signal.aborted || stream.state === 'closed') return;
           const info = classify(err);
           this.recordError(info);
-          log.warn(
-            { streamId: stream.id, method: head.method, code: err.code ?? err.name, error: info.error },
+          log().warn(
+            { method: head.method, code: err.code ?? err.name, error: info.error },
             'tool request failed',
           );
           stream.reset(info, describe(err, info));
@@ -127,9 +129,9 @@ export class ToolRunner {
       );
   }
 
-  private deny(stream: TunnelStream, head: RequestFrame, reason: string): void {
+  private deny(stream: TunnelStream, head: RequestFrame, reason: string, log: Logger): void {
     this.stats.denials++;
-    this.opts.logger.warn({ streamId: stream.id, method: head.method, reason }, 'request denied by agent policy');
+    log.warn({ method: head.method, reason }, 'request denied by agent policy');
     stream.reset(ErrorCodes.FORBIDDEN_BY_AGENT, reason);
   }
 

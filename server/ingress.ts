@@ -28,6 +28,8 @@ export interface IngressOptions {
 export const REQUEST_ID_HEADER = 'x-postern-request-id';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** A caller cannot choose the request id the agent logs. */
+const DROP_INBOUND: ReadonlySet<string> = new Set([REQUEST_ID_HEADER]);
 
 /** Splits `/t/<clientId>/<rest>?<query>` without decoding anything. */
 export function parseIngressUrl(url: string): { clientId: string; path: string } | undefined {
@@ -135,7 +137,10 @@ class IngressExchange {
       return;
     }
     this.conn = conn;
-    const headers = stripHopByHop(this.req.rawHeaders);
+    // The request id travels with the request so the agent's logs (and the
+    // tool's, if it logs headers) can be matched with the caller's.
+    const headers = stripHopByHop(this.req.rawHeaders, DROP_INBOUND);
+    headers.push(REQUEST_ID_HEADER, this.requestId);
     let stream: TunnelStream;
     try {
       stream = conn.session.openStream(this.req.method ?? 'GET', this.path, headers, !this.hasBody);
