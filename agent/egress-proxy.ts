@@ -2,6 +2,7 @@ import { Agent, request, type ClientRequestArgs } from 'node:http';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
+import { ConfigError } from '../protocol/tunnel-error.js';
 
 /**
  * The corporate egress proxy for the tunnel, from HTTPS_PROXY / HTTP_PROXY
@@ -16,13 +17,18 @@ export function proxyFor(target: URL, env: NodeJS.ProcessEnv): URL | undefined {
     : (env.HTTP_PROXY ?? env.http_proxy);
   if (!raw) return undefined;
   if (noProxyMatches(target, env.NO_PROXY ?? env.no_proxy ?? '')) return undefined;
+  const name = secure ? 'HTTPS_PROXY' : 'HTTP_PROXY';
+  let url: URL;
   try {
-    const url = new URL(raw.includes('://') ? raw : `http://${raw}`);
-    if (url.protocol !== 'http:') return undefined;
-    return url;
+    url = new URL(raw.includes('://') ? raw : `http://${raw}`);
   } catch {
-    return undefined;
+    throw new ConfigError(name, 'is not a URL; expected http://proxy.example:3128');
   }
+  if (url.protocol !== 'http:') {
+    // Silently dialling direct would surprise whoever set the proxy.
+    throw new ConfigError(name, `scheme ${url.protocol} is not supported; use an HTTP CONNECT proxy (http://host:port)`);
+  }
+  return url;
 }
 
 export function noProxyMatches(target: URL, noProxy: string): boolean {

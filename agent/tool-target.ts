@@ -45,7 +45,10 @@ export function resolveToolPath(target: ToolTarget, raw: string): ResolveResult 
     }
     if (/[\x00-\x1f\x7f\\]/.test(next)) return { ok: false, reason: 'path decodes to control characters or backslashes' };
     for (const seg of next.split('/')) {
-      if (seg === '.' || seg === '..') return { ok: false, reason: 'path contains a dot segment' };
+      // Servlet containers (Jenkins, Nexus) drop ";params" before resolving,
+      // so "..;" and "..;x=y" are dot segments to them.
+      const name = seg.split(';')[0];
+      if (name === '.' || name === '..') return { ok: false, reason: 'path contains a dot segment' };
     }
     if (next === decoded) break;
     decoded = next;

@@ -11,12 +11,12 @@ interface Created {
 /** The ready-made `docker run` line for an agent of this client. */
 export function dockerRunLine(clientId: string, clientToken: string, proxyUrl: string): string {
   return [
-    'docker run -d --name postern-agent --restart unless-stopped \\',
+    'docker run -d --init --name postern-agent --restart unless-stopped \\',
     `  -e CLIENT_ID=${clientId} \\`,
     `  -e CLIENT_TOKEN=${clientToken} \\`,
     `  -e PROXY_URL=${proxyUrl} \\`,
     '  -e TOOL_URL=https://gitlab.internal.example \\',
-    '  -e TOOL_TYPE=gitlab -e TOOL_SECRET=<your tool token> \\',
+    "  -e TOOL_TYPE=gitlab -e TOOL_SECRET='<your tool token>' \\",
     '  postern/agent',
   ].join('\n');
 }

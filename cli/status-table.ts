@@ -50,7 +50,7 @@ export function formatServerStatus(status: ServerStatus, now = Date.now()): stri
     }
   }
   const head = `postern ${status.version}, up ${since(status.startedAt, now)}, ${status.clients.length} client(s)`;
-  if (rows.length === 0) return `${head}\n(no clients: create one with \`postern client create --name <name>\`)`;
+  if (rows.length === 0) return `${head}\n(no matching clients; create one with \`postern client create --name <name>\`)`;
   return `${head}\n${table(
     ['CLIENT', 'NAME', 'STATE', 'REMOTE', 'AGENT', 'SINCE', 'RTT', 'INFLIGHT', 'REQUESTS', 'ERRORS', 'IN', 'OUT'],
     rows,

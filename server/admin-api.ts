@@ -119,8 +119,10 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
           rttMs: Math.round(conn.session.rttMsValue * 1000) / 1000,
           streams: conn.session.activeStreams,
           draining: conn.session.goingAway,
-          bytesIn: conn.session.bytesIn,
-          bytesOut: conn.session.bytesOut,
+          // Same direction as the client counters: in = towards the tool
+          // (request bodies), out = towards the caller (response bodies).
+          bytesIn: conn.session.bytesOut,
+          bytesOut: conn.session.bytesIn,
         }),
       );
       return {

@@ -71,6 +71,7 @@ export class Ingress {
     }
     const counters = stats.for(clientId);
     if (counters.inFlight >= config.maxStreamsPerClient) {
+      counters.requests++;
       counters.errors++;
       sendError(
         res,
@@ -83,6 +84,7 @@ export class Ingress {
     const contentLength = req.headers['content-length'];
     const hasBody = req.headers['transfer-encoding'] !== undefined || (contentLength !== undefined && contentLength !== '0');
     if (config.maxBodyBytes > 0 && contentLength !== undefined && Number(contentLength) > config.maxBodyBytes) {
+      counters.requests++;
       counters.errors++;
       sendError(res, ErrorCodes.BODY_TOO_LARGE, requestId, `body of ${contentLength} bytes is over the limit of ${config.maxBodyBytes}`);
       return;

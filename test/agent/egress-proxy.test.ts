@@ -12,9 +12,18 @@ describe('proxyFor', () => {
     expect(proxyFor(ws, { HTTP_PROXY: 'http://proxy.corp:3128' })?.host).toBe('proxy.corp:3128');
   });
 
-  it('is off without a proxy variable or with an unusable one', () => {
+  it('is off without a proxy variable', () => {
     expect(proxyFor(wss, {})).toBeUndefined();
-    expect(proxyFor(wss, { HTTPS_PROXY: 'socks5://proxy:1080' })).toBeUndefined();
+  });
+
+  it('refuses a proxy it cannot use, naming the variable, without echoing credentials', () => {
+    expect(() => proxyFor(wss, { HTTPS_PROXY: 'socks5://proxy:1080' })).toThrow(/^HTTPS_PROXY: scheme socks5: is not supported/);
+    expect(() => proxyFor(ws, { HTTP_PROXY: 'http://u:pw-secret@[bad' })).toThrow(/^HTTP_PROXY: is not a URL/);
+    try {
+      proxyFor(ws, { HTTP_PROXY: 'http://u:pw-secret@[bad' });
+    } catch (err) {
+      expect((err as Error).message).not.toContain('pw-secret');
+    }
   });
 
   it('honours NO_PROXY', () => {

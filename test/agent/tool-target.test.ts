@@ -16,6 +16,7 @@ describe('resolveToolPath', () => {
     ['/a?path=../../etc', '/a?path=../../etc', '/gitlab/a?path=../../etc'],
     ['/user@host/x', '/user@host/x', '/gitlab/user@host/x'],
     ['/a%2Fb%2Fc', '/a%2Fb%2Fc', '/gitlab/a%2Fb%2Fc'],
+    ['/a/b;jsessionid=1', '/a/b;jsessionid=1', '/gitlab/a/b;jsessionid=1'],
   ];
   it.each(allowed)('keeps %s under TOOL_URL byte for byte', (input, atRoot, atPrefix) => {
     expect(resolveToolPath(root, input)).toEqual({ ok: true, path: atRoot });
@@ -52,6 +53,10 @@ describe('resolveToolPath', () => {
     ['/a%zz', /malformed/],
     ['/a%', /malformed/],
     ['/a#frag', /fragment/],
+    ['/a/..;/x', /dot segment/],
+    ['/..;x=y/etc', /dot segment/],
+    ['/a/%2e%2e;/x', /dot segment/],
+    ['/a/.;/x', /dot segment/],
     [`/${'a'.repeat(17 * 1024)}`, /longer than/],
   ];
   it.each(refused)('refuses %j', (input, reason) => {
