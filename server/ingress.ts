@@ -178,7 +178,11 @@ class IngressExchange {
       this.req.unpipe(stream.sink);
       this.req.resume();
     });
-    this.req.on('aborted', () => stream.reset(ErrorCodes.CANCEL, 'the request body was cut off'));
+    this.req.on('aborted', () => {
+      // The caller left: a cancel, not an error of the tunnel or the tool.
+      this.abort.abort();
+      stream.reset(ErrorCodes.CANCEL, 'the request body was cut off');
+    });
   }
 
   private onResponse(head: ResponseFrame): void {

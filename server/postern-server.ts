@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import websocket from '@fastify/websocket';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { CloseCodes, ErrorCodes } from '../protocol/error-codes.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
@@ -69,14 +70,17 @@ export class PosternServer {
       clientErrorHandler: (err, socket) => {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'HPE_HEADER_OVERFLOW' && socket.writable) {
+          // Refused before routing, but still answered with a request id like every ingress response.
+          const requestId = nanoid(16);
           const body = JSON.stringify({
             error: ErrorCodes.HEADERS_TOO_LARGE.error,
             message: `request head is over the limit of ${config.maxHeaderBytes} bytes (POSTERN_MAX_HEADER_BYTES)`,
-            requestId: null,
+            requestId,
           });
           socket.end(
             `HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n` +
-              `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+              `content-length: ${Buffer.byteLength(body)}\r\nx-postern-request-id: ${requestId}\r\n` +
+              `connection: close\r\n\r\n${body}`,
           );
           return;
         }
@@ -129,10 +133,12 @@ export class PosternServer {
    */
   async close(drainTimeoutMs = this.config.drainTimeoutMs): Promise<void> {
     this.draining = true;
-    const conns = this.registry.all();
-    for (const conn of conns) conn.session.goaway();
+    for (const conn of this.registry.all()) conn.session.goaway();
     const deadline = Date.now() + drainTimeoutMs;
-    while (Date.now() < deadline && conns.some((c) => !c.session.closed && c.session.activeStreams > 0)) {
+    // Every connection, not only those that got GOAWAY: agents dial their
+    // replacement tunnel while we drain, and requests that arrive meanwhile
+    // run on it; they too get the drain time rather than being cut off.
+    while (Date.now() < deadline && this.registry.all().some((c) => !c.session.closed && c.session.activeStreams > 0)) {
       await new Promise((r) => setTimeout(r, 50));
     }
     for (const conn of this.registry.all()) {

@@ -1,0 +1,203 @@
+import WebSocket from 'ws';
+import { afterEach, describe, expect, it } from 'vitest';
+import { encodeFrame, decodeFrame } from '../../protocol/codec.js';
+import { CloseCodes } from '../../protocol/error-codes.js';
+import { FrameType } from '../../protocol/frame-types.js';
+import { Defaults, PROTOCOL_VERSION } from '../../protocol/handshake.js';
+import { Cleanup } from '../helpers/cleanup.js';
+import { send, sendJson } from '../helpers/http-client.js';
+import { startTunnel } from '../helpers/tunnel-fixture.js';
+import type { EchoBody } from '../helpers/upstream.js';
+import { deferred, waitUntil, within } from '../helpers/wait.js';
+
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
+
+interface ErrorBody {
+  error: string;
+  message: string;
+  requestId: string;
+}
+
+/** Connects to /v1/tunnel as a hand-made agent and completes the handshake. */
+async function rawAgent(publicUrl: string, clientId: string, clientToken: string, heartbeatMs: number = Defaults.heartbeatMs): Promise<WebSocket> {
+  const ws = new WebSocket(`${publicUrl.replace(/^http/, 'ws')}/v1/tunnel`, {
+    headers: { authorization: `Bearer ${clientToken}`, 'x-postern-client-id': clientId },
+  });
+  await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
+  const welcome = new Promise<Buffer>((resolve) => ws.once('message', (data: Buffer) => resolve(data)));
+  ws.send(
+    encodeFrame({
+      type: FrameType.HELLO,
+      v: PROTOCOL_VERSION,
+      software: 'raw-test-agent',
+      maxStreams: 16,
+      initialWindow: Defaults.initialWindow,
+      maxFrameSize: Defaults.maxFrameSize,
+      heartbeatMs,
+    }),
+  );
+  const frame = decodeFrame(await within(welcome, 5_000, 'WELCOME'), Defaults.maxFrameSize);
+  expect(frame.type).toBe(FrameType.WELCOME);
+  return ws;
+}
+
+describe('replay and draining', () => {
+  it('replays an idempotent GET that no response byte came back for on the next agent', async () => {
+    const firstArrived = deferred();
+    const t = await startTunnel(cleanup, {
+      server: { env: { POSTERN_AGENT_WAIT_MS: '5000' } },
+      handler: async (x) => {
+        if (x.req.url === '/slow' && x.record === t.upstream.requests[0]) {
+          // First delivery: never answered (its agent dies).
+          firstArrived.resolve();
+          await new Promise((r) => x.res.on('close', r));
+          return;
+        }
+        x.res.end(`served ${x.req.url}`);
+      },
+    });
+    const pending = send(t.url('/slow'));
+    await within(firstArrived.promise, 5_000, 'first delivery at the tool');
+    await t.agent.stop();
+    await t.startAgent();
+    const res = await within(pending, 10_000, 'replayed response');
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('served /slow');
+    expect(t.upstream.requests.map((r) => r.url)).toEqual(['/slow', '/slow']);
+  });
+
+  it('lets in-flight requests finish when the server drains on close', async () => {
+    const arrived = deferred();
+    const t = await startTunnel(cleanup, {
+      handler: async ({ res }) => {
+        arrived.resolve();
+        await new Promise((r) => setTimeout(r, 300));
+        res.end('finished during drain');
+      },
+    });
+    const pending = send(t.url('/in-flight'), { method: 'POST', body: 'not idempotent' });
+    await within(arrived.promise, 5_000, 'request at the tool');
+    const closing = t.server.close(5_000);
+    const res = await within(pending, 10_000, 'in-flight response');
+    await closing;
+    expect(res.status).toBe(200);
+    expect(res.complete).toBe(true);
+    expect(res.body.toString()).toBe('finished during drain');
+  });
+
+  it('serves a request that arrives while the server drains, on the tunnel the agent opened in reply to GOAWAY', async () => {
+    const firstArrived = deferred();
+    const t = await startTunnel(cleanup, {
+      handler: async ({ req, res }) => {
+        if (req.url === '/first') firstArrived.resolve();
+        // The late request outlives the first one: the drain must wait for it too.
+        await new Promise((r) => setTimeout(r, req.url === '/first' ? 300 : 700));
+        res.end(`done ${req.url}`);
+      },
+    });
+    const first = send(t.url('/first'), { method: 'POST', body: 'a' });
+    await within(firstArrived.promise, 5_000, 'first request at the tool');
+    const closing = t.server.close(5_000);
+    await new Promise((r) => setTimeout(r, 50));
+    const late = send(t.url('/late'), { method: 'POST', body: 'b' });
+    const [a, b] = await within(Promise.all([first, late]), 10_000, 'both responses');
+    await closing;
+    expect([a.status, a.body.toString()]).toEqual([200, 'done /first']);
+    // Not cut off with tunnel_lost while the drain time had not run out.
+    expect([b.status, b.body.toString()]).toEqual([200, 'done /late']);
+    expect(b.complete).toBe(true);
+  });
+});
+
+describe('several connections of one client', () => {
+  it('spreads concurrent requests over the connections, and losing one fails only the streams on it', async () => {
+    const release = deferred();
+    const t = await startTunnel(cleanup, {
+      agentEnv: { POSTERN_CONNECTIONS: '2' },
+      handler: async ({ body, res }) => {
+        body.resume();
+        await release.promise;
+        res.end('ok');
+      },
+    });
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 2, 'two tunnels');
+    const conns = t.server.server.registry.connections(t.clientId);
+    // POSTs: never replayed, so the ones on the lost tunnel must fail.
+    const pending = Array.from({ length: 8 }, (_, i) => send(t.url(`/p${i}`), { method: 'POST', body: `${i}` }));
+    await waitUntil(() => t.upstream.requests.length === 8, 'all requests at the tool');
+    expect(conns.map((c) => c.session.activeStreams)).toEqual([4, 4]);
+
+    conns[0]!.session.close(undefined, CloseCodes.NORMAL);
+    await new Promise((r) => setTimeout(r, 100));
+    release.resolve();
+    const results = await Promise.all(pending);
+    const ok = results.filter((r) => r.status === 200);
+    const lost = results.filter((r) => r.status === 502);
+    expect(ok).toHaveLength(4);
+    for (const r of ok) expect(r.body.toString()).toBe('ok');
+    expect(lost).toHaveLength(4);
+    for (const r of lost) expect((JSON.parse(r.body.toString()) as ErrorBody).error).toBe('tunnel_lost');
+  });
+});
+
+describe('isolation between tunnels', () => {
+  it('closes a tunnel that sends a malformed frame with a protocol error and keeps serving the others', async () => {
+    const t = await startTunnel(cleanup);
+    const raw = await rawAgent(t.server.publicUrl, t.clientId, t.clientToken);
+    cleanup.add(() => raw.terminate());
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 2, 'the raw agent to register');
+    const closed = new Promise<number>((resolve) => raw.once('close', (code: number) => resolve(code)));
+    // 0xc1 is never valid msgpack.
+    raw.send(Buffer.from([0xc1, 0x00, 0xff]));
+    expect(await within(closed, 5_000, 'the server to close the bad tunnel')).toBe(CloseCodes.TUNNEL_PROTOCOL_ERROR);
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 1, 'the bad tunnel to leave the registry');
+    // The well-behaved agent was not touched.
+    expect(t.agent.agent.connectors[0]!.state).toBe('connected');
+    const res = await sendJson<EchoBody>(t.url('/still-fine'));
+    expect(res.status).toBe(200);
+    expect(res.json.url).toBe('/still-fine');
+  });
+
+  it('closes a tunnel whose first frame is not a valid HELLO with the handshake close code', async () => {
+    const t = await startTunnel(cleanup);
+    const ws = new WebSocket(`${t.server.publicUrl.replace(/^http/, 'ws')}/v1/tunnel`, {
+      headers: { authorization: `Bearer ${t.clientToken}`, 'x-postern-client-id': t.clientId },
+    });
+    cleanup.add(() => ws.terminate());
+    await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const closed = new Promise<number>((resolve) => ws.once('close', (code: number) => resolve(code)));
+    ws.send(encodeFrame({ type: FrameType.PING, id: 1 }));
+    expect(await within(closed, 5_000, 'handshake refusal')).toBe(CloseCodes.HANDSHAKE_FAILED);
+    expect(t.server.server.registry.connections(t.clientId)).toHaveLength(1);
+    expect((await send(t.url('/ok'))).status).toBe(200);
+  });
+});
+
+describe('heartbeats', () => {
+  it('closes a tunnel whose agent goes silent within two heartbeat intervals', async () => {
+    const t = await startTunnel(cleanup, { server: { env: { POSTERN_HEARTBEAT_MS: '200' } } });
+    // A hand-made agent that completes the handshake and then never answers a PING.
+    const raw = await rawAgent(t.server.publicUrl, t.clientId, t.clientToken, 200);
+    cleanup.add(() => raw.terminate());
+    const started = performance.now();
+    const closed = new Promise<number>((resolve) => raw.once('close', (code: number) => resolve(code)));
+    expect(await within(closed, 5_000, 'the server to give up on the silent agent')).toBe(CloseCodes.HEARTBEAT_TIMEOUT);
+    // Two intervals, plus slack for timers on a loaded CI box.
+    expect(performance.now() - started).toBeLessThan(2 * 200 + 400);
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 1, 'the silent tunnel to leave the registry');
+  });
+
+  it('keeps an idle tunnel alive when both sides answer heartbeats', async () => {
+    const t = await startTunnel(cleanup, { server: { env: { POSTERN_HEARTBEAT_MS: '100' } } });
+    const connector = t.agent.agent.connectors[0]!;
+    const connectionId = connector.connectionId;
+    // Ten heartbeat intervals with no traffic.
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(connector.state).toBe('connected');
+    expect(connector.connectionId).toBe(connectionId);
+    expect(connector.reconnects).toBe(0);
+    expect(connector.session!.rttMsValue).toBeGreaterThan(0);
+    expect((await send(t.url('/after-idle'))).status).toBe(200);
+  });
+});
