@@ -1,31 +1,27 @@
-import { mkdtempSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { connect, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { loadAgentConfig } from '../../agent/agent-config.js';
-import { PosternAgent } from '../../agent/postern-agent.js';
-import { buildServer, type PosternServer } from '../../server/postern-server.js';
-import { loadServerConfig } from '../../server/server-config.js';
+import { Cleanup } from '../helpers/cleanup.js';
+import { send } from '../helpers/http-client.js';
+import { startAgent } from '../helpers/start-agent.js';
+import { startServer, type StartedServer } from '../helpers/start-server.js';
+import { waitUntil } from '../helpers/wait.js';
 
-const silent = pino({ level: 'silent' });
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanup = new Cleanup();
+afterEach(() => cleanup.run());
 
-function listen(server: Server): Promise<number> {
-  return new Promise((r) => server.listen(0, '127.0.0.1', () => r((server.address() as AddressInfo).port)));
+async function listen(server: Server): Promise<number> {
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  cleanup.add(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as AddressInfo).port;
 }
 
-/** A minimal HTTP CONNECT proxy that records the authorities it was asked for. */
+/** A minimal HTTP CONNECT proxy that records what it was asked for. */
 async function startConnectProxy(): Promise<{ port: number; connects: string[]; auth: (string | undefined)[] }> {
   const connects: string[] = [];
   const auth: (string | undefined)[] = [];
-  const proxy = createServer((_req, res) => res.writeHead(405).end());
   const sockets = new Set<Socket>();
+  const proxy = createServer((_req, res) => res.writeHead(405).end());
   proxy.on('connect', (req, client: Socket, head: Buffer) => {
     connects.push(req.url ?? '');
     auth.push(req.headers['proxy-authorization']);
@@ -40,90 +36,49 @@ async function startConnectProxy(): Promise<{ port: number; connects: string[]; 
     upstream.on('error', () => client.destroy());
     client.on('error', () => upstream.destroy());
   });
-  const port = await listen(proxy);
-  cleanups.push(
-    () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        proxy.close(() => r());
-      }),
-  );
-  return { port, connects, auth };
-}
-
-async function startTunnelServer(): Promise<PosternServer> {
-  const server = buildServer(
-    loadServerConfig({
-      POSTERN_HOST: '127.0.0.1',
-      POSTERN_PORT: '0',
-      POSTERN_INGRESS_PORT: '0',
-      POSTERN_DATA_DIR: mkdtempSync(join(tmpdir(), 'postern-proxy-')),
-      POSTERN_ADMIN_TOKEN: 'admin',
-    }),
-    { logger: silent },
-  );
-  await server.listen();
-  cleanups.push(() => server.close(0));
-  return server;
-}
-
-function get(url: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    httpRequest(url, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    })
-      .on('error', reject)
-      .end();
+  cleanup.add(() => {
+    for (const s of sockets) s.destroy();
   });
+  return { port: await listen(proxy), connects, auth };
+}
+
+async function server(): Promise<StartedServer> {
+  const s = await startServer();
+  cleanup.add(() => s.close(0));
+  return s;
 }
 
 describe('egress proxy for the tunnel', () => {
   it('dials the server through an HTTP CONNECT proxy named by HTTP_PROXY, with its credentials', async () => {
-    const tool = createServer((req, res) => res.end(`tool saw ${req.url}`));
-    const toolPort = await listen(tool);
-    cleanups.push(() => new Promise<void>((r) => tool.close(() => r())));
+    const toolPort = await listen(createServer((req, res) => res.end(`tool saw ${req.url}`)));
     const proxy = await startConnectProxy();
-    const server = await startTunnelServer();
-    const client = server.store.create('via-proxy');
-    const agent = new PosternAgent(
-      loadAgentConfig({
-        CLIENT_ID: client.clientId,
-        CLIENT_TOKEN: client.clientToken,
-        PROXY_URL: `http://127.0.0.1:${server.port}`,
-        TOOL_URL: `http://127.0.0.1:${toolPort}`,
-        HTTP_PROXY: `http://user:p%40ss@127.0.0.1:${proxy.port}`,
-      }),
-      silent,
-    );
-    cleanups.push(() => agent.stop());
-    await agent.start();
-    await agent.waitUntilReady();
-    expect(proxy.connects).toEqual([`127.0.0.1:${server.port}`]);
+    const s = await server();
+    const client = s.server.store.create('via-proxy');
+    const a = await startAgent({
+      ...client,
+      proxyUrl: s.publicUrl,
+      toolUrl: `http://127.0.0.1:${toolPort}`,
+      env: { HTTP_PROXY: `http://user:p%40ss@127.0.0.1:${proxy.port}` },
+    });
+    cleanup.add(() => a.stop());
+    expect(proxy.connects).toEqual([`127.0.0.1:${s.port}`]);
     expect(proxy.auth[0]).toBe(`Basic ${Buffer.from('user:p@ss').toString('base64')}`);
-    const res = await get(`http://127.0.0.1:${server.ingressPort}/t/${client.clientId}/x?y=1`);
-    expect(res).toEqual({ status: 200, body: 'tool saw /x?y=1' });
+    const res = await send(`${s.ingressUrl}/t/${client.clientId}/x?y=1`);
+    expect(res.status).toBe(200);
+    expect(res.body.toString()).toBe('tool saw /x?y=1');
   });
 
   it('goes direct when NO_PROXY names the server', async () => {
     const proxy = await startConnectProxy();
-    const server = await startTunnelServer();
-    const client = server.store.create('no-proxy');
-    const agent = new PosternAgent(
-      loadAgentConfig({
-        CLIENT_ID: client.clientId,
-        CLIENT_TOKEN: client.clientToken,
-        PROXY_URL: `http://127.0.0.1:${server.port}`,
-        TOOL_URL: 'http://127.0.0.1:9',
-        HTTP_PROXY: `http://127.0.0.1:${proxy.port}`,
-        NO_PROXY: '127.0.0.1',
-      }),
-      silent,
-    );
-    cleanups.push(() => agent.stop());
-    await agent.start();
-    await agent.waitUntilReady();
+    const s = await server();
+    const client = s.server.store.create('no-proxy');
+    const a = await startAgent({
+      ...client,
+      proxyUrl: s.publicUrl,
+      toolUrl: 'http://127.0.0.1:9',
+      env: { HTTP_PROXY: `http://127.0.0.1:${proxy.port}`, NO_PROXY: '127.0.0.1' },
+    });
+    cleanup.add(() => a.stop());
     expect(proxy.connects).toEqual([]);
   });
 
@@ -131,27 +86,19 @@ describe('egress proxy for the tunnel', () => {
     const refusing = createServer();
     refusing.on('connect', (_req, socket: Socket) => socket.end('HTTP/1.1 403 Forbidden\r\n\r\n'));
     const port = await listen(refusing);
-    cleanups.push(() => new Promise<void>((r) => refusing.close(() => r())));
-    const server = await startTunnelServer();
-    const client = server.store.create('refused');
-    const agent = new PosternAgent(
-      loadAgentConfig({
-        CLIENT_ID: client.clientId,
-        CLIENT_TOKEN: client.clientToken,
-        PROXY_URL: `http://127.0.0.1:${server.port}`,
-        TOOL_URL: 'http://127.0.0.1:9',
-        HTTP_PROXY: `http://127.0.0.1:${port}`,
-        POSTERN_RECONNECT_BASE_MS: '20',
-        POSTERN_RECONNECT_MAX_MS: '50',
-      }),
-      silent,
-    );
-    cleanups.push(() => agent.stop());
-    await agent.start();
-    const deadline = Date.now() + 5000;
-    while (agent.connectors[0]!.reconnects < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    expect(agent.connectors[0]!.reconnects).toBeGreaterThanOrEqual(2);
-    expect(agent.connectors[0]!.lastError).toContain('answered CONNECT with HTTP 403');
-    expect(agent.ready).toBe(false);
+    const s = await server();
+    const client = s.server.store.create('refused');
+    const a = await startAgent({
+      ...client,
+      proxyUrl: s.publicUrl,
+      toolUrl: 'http://127.0.0.1:9',
+      env: { HTTP_PROXY: `http://127.0.0.1:${port}` },
+      waitReady: false,
+    });
+    cleanup.add(() => a.stop());
+    const connector = a.agent.connectors[0]!;
+    await waitUntil(() => connector.reconnects >= 2, 'two reconnect attempts');
+    expect(connector.lastError).toContain('answered CONNECT with HTTP 403');
+    expect(a.agent.ready).toBe(false);
   });
 });
