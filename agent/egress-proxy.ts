@@ -1,8 +1,12 @@
-import { Agent, request, type ClientRequestArgs } from 'node:http';
+import type { ClientRequestArgs } from 'node:http';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { ConfigError } from '../protocol/tunnel-error.js';
+
+// getBuiltinModule, not an ESM import: importing node:http as ESM evaluates
+// its lazy `WebSocket` getter, which loads Node's bundled undici (~13 MiB).
+const { Agent, request } = process.getBuiltinModule('node:http');
 
 /**
  * The corporate egress proxy for the tunnel, from HTTPS_PROXY / HTTP_PROXY

@@ -1,4 +1,4 @@
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './agent-config.js';
@@ -6,6 +6,9 @@ import { ConnectProxyAgent } from './egress-proxy.js';
 import { ToolRunner } from './tool-runner.js';
 import { TunnelConnector } from './tunnel-connector.js';
 import { SOFTWARE, VERSION } from '../protocol/version.js';
+
+// See egress-proxy.ts: keeps Node's bundled undici out of the agent.
+const { createServer } = process.getBuiltinModule('node:http');
 
 /** The agent's own view, served at `GET /status` on POSTERN_STATUS_PORT. */
 export interface AgentStatus {

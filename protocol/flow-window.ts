@@ -62,13 +62,22 @@ export class WindowBudget {
 }
 
 /**
+ * The heartbeat RTT is measured on a quiet connection (≈0.1 ms on a LAN),
+ * but under load the credit loop (two event loops, socket buffers) takes
+ * milliseconds. Treating any update cycle shorter than this as
+ * window-limited lets windows grow on fast links too. Measured on loopback:
+ * 100 MiB download 89 → ~160 MB/s with a 10–20 ms horizon.
+ */
+export const MIN_GROWTH_HORIZON_MS = 10;
+
+/**
  * What we granted the peer for one stream, what arrived and what our
  * consumer has taken. The peer may have at most `window` bytes unconsumed on
  * our side; more is a FLOW_CONTROL protocol error.
  *
  * Auto-tuning (as yamux and gRPC's BDP estimator): a WINDOW_UPDATE is sent
  * when the consumer has taken half the window. If the previous update was
- * less than two RTTs ago, the window is the bottleneck (the sender spends
+ * less than two RTTs (at least MIN_GROWTH_HORIZON_MS) ago, the window is the bottleneck (the sender spends
  * its credit faster than a round trip refills it), so the window doubles, up
  * to `maxWindow` and as long as the connection's budget allows. A stream
  * whose reader is slow never grows, so it never pins more than its window.
@@ -125,12 +134,14 @@ export class ReceiveWindow {
 
   /**
    * Returns the WINDOW_UPDATE increment to send now, or 0 when none is due.
-   * `rttMs` is the connection's latest measured round trip (0 if unknown).
+   * `rttMs` is the connection's latest measured round trip (0 if unknown);
+   * the window grows when the last update is younger than
+   * max(2·rttMs, MIN_GROWTH_HORIZON_MS).
    */
   takeUpdate(now: number, rttMs: number): number {
     if (this.unacked === 0 || this.unacked < this.window / 2) return 0;
     let extra = 0;
-    if (rttMs > 0 && now - this.lastUpdateAt < 2 * rttMs && this.window < this.maxWindow) {
+    if (now - this.lastUpdateAt < Math.max(2 * rttMs, MIN_GROWTH_HORIZON_MS) && this.window < this.maxWindow) {
       const want = Math.min(this.window, this.maxWindow - this.window);
       if (this.budget === undefined || this.budget.tryReserve(want)) {
         extra = want;

@@ -64,8 +64,13 @@ export class TunnelStream {
   state: StreamState = 'open';
   readonly sendWindow: SendWindow;
   readonly recvWindow: ReceiveWindow;
-  readonly body: Readable;
-  readonly sink: Writable;
+  // Made on first use: a GET never needs the server's sink, a bodiless
+  // request never needs the agent's body (two stream objects per request).
+  private bodyStream: BodyReadable | undefined;
+  private sinkStream: Writable | undefined;
+  private abandonInbound = false;
+  /** The peer's END arrived: its body is complete, whatever happens next. */
+  remoteEnded = false;
   /** Outgoing queue, drained by the session's scheduler. */
   readonly queue: QueuedChunk[] = [];
   queuedBytes = 0;
@@ -99,19 +104,38 @@ export class TunnelStream {
     this.id = id;
     this.sendWindow = new SendWindow(sendWindow);
     this.recvWindow = recvWindow;
-    this.body = new BodyReadable(() => this.handleBodyRead());
-    this.sink = new Writable({
-      highWaterMark: 64 * 1024,
-      write: (chunk: Buffer, _enc, cb) => this.write(chunk, cb),
-      final: (cb) => {
-        this.end();
-        cb();
-      },
-    });
-    // Failures are reported through onReset; a stream nobody reads yet must
-    // not crash the process with an unhandled 'error'.
-    this.body.on('error', noop);
-    this.sink.on('error', noop);
+  }
+
+  /** What the peer sends us, as a Readable (created on first use). */
+  get body(): Readable {
+    if (!this.bodyStream) {
+      const body = new BodyReadable(() => this.handleBodyRead());
+      // Failures are reported through onReset; a stream nobody reads yet
+      // must not crash the process with an unhandled 'error'.
+      body.on('error', noop);
+      if (this.remoteEnded) body.push(null);
+      else if (this.resetError) body.destroy(this.resetError);
+      this.bodyStream = body;
+    }
+    return this.bodyStream;
+  }
+
+  /** What we send, as a Writable (created on first use). */
+  get sink(): Writable {
+    if (!this.sinkStream) {
+      const sink = new Writable({
+        highWaterMark: 64 * 1024,
+        write: (chunk: Buffer, _enc, cb) => this.write(chunk, cb),
+        final: (cb) => {
+          this.end();
+          cb();
+        },
+      });
+      sink.on('error', noop);
+      if (this.resetError) sink.destroy(this.resetError);
+      this.sinkStream = sink;
+    }
+    return this.sinkStream;
   }
 
   /** Sends the response head (agent side). Only the first call counts. */
@@ -120,6 +144,17 @@ export class TunnelStream {
     this.headSent = true;
     this.host.sendResponseHead(this, status, headers, endStream);
     if (endStream) this.move('send-end');
+  }
+
+  /**
+   * Our side is done: once our END has gone out, if the peer is still
+   * sending, stop it with RESET(CANCEL) (HTTP/2's early-response rule). The
+   * agent calls this when the tool answered without reading the whole
+   * request body, so the caller's upload is discarded instead of stalling.
+   */
+  finishEarly(): void {
+    this.abandonInbound = true;
+    if (this.state === 'half-closed-local') this.reset(ErrorCodes.CANCEL, 'the tool answered without reading the whole request body');
   }
 
   /** Aborts the stream with a code; the peer sees RESET. Idempotent. */
@@ -149,7 +184,7 @@ export class TunnelStream {
 
   /** Returns window to the peer for what our consumer has taken. */
   private handleBodyRead(): void {
-    const consumed = this.recvWindow.buffered - this.body.readableLength;
+    const consumed = this.recvWindow.buffered - (this.bodyStream?.readableLength ?? 0);
     if (consumed <= 0) return;
     this.recvWindow.consume(consumed);
     if (!canReceiveData(this.state)) return;
@@ -167,7 +202,8 @@ export class TunnelStream {
 
   /** @internal END from the peer. */
   receiveEnd(): void {
-    this.body.push(null);
+    this.remoteEnded = true;
+    this.bodyStream?.push(null);
     this.move('recv-end');
   }
 
@@ -180,6 +216,7 @@ export class TunnelStream {
   /** @internal the END frame left the queue. */
   endSent(): void {
     this.move('send-end');
+    if (this.abandonInbound) this.finishEarly();
   }
 
   /** @internal */
@@ -196,8 +233,8 @@ export class TunnelStream {
     this.queuedBytes = 0;
     this.endQueued = false;
     // A body the peer already ended is complete: let the consumer finish it.
-    if (!bodyComplete) this.body.destroy(err);
-    this.sink.destroy(err);
+    if (!bodyComplete) this.bodyStream?.destroy(err);
+    this.sinkStream?.destroy(err);
     this.onReset(err);
     this.closed();
   }

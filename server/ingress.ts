@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import fp from 'fastify-plugin';
 import { nanoid } from 'nanoid';
@@ -28,6 +27,8 @@ export interface IngressOptions {
 export const REQUEST_ID_HEADER = 'x-postern-request-id';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Longest a complete response waits for the caller to finish an upload the tool did not read. */
+const LINGER_MS = 5_000;
 /** A caller cannot choose the request id the agent logs. */
 const DROP_INBOUND: ReadonlySet<string> = new Set([REQUEST_ID_HEADER]);
 
@@ -203,10 +204,33 @@ class IngressExchange {
       this.res.end();
       return;
     }
-    pipeline(stream.body, this.res, (err) => {
-      // A body that did not arrive whole is cut off, never completed.
-      if (err) this.res.destroy();
-    });
+    // pipe(), not pipeline() (per-request cost, see ToolRunner). A body that
+    // did not arrive whole is cut off, never completed: on a reset the body
+    // errors and onReset destroys the response.
+    stream.body.pipe(this.res, { end: false });
+    stream.body.once('end', () => this.endResponse());
+  }
+
+  /**
+   * Ends the response once its body is complete. If the caller is still
+   * uploading (the tool answered early), the response is ended only when the
+   * upload has been read to its end, or after LINGER_MS: ending it earlier
+   * makes Node close the socket under the caller's upload, and an HTTP
+   * client that is still writing then sees a reset instead of the answer it
+   * was sent (nginx's "lingering close" solves the same problem).
+   */
+  private endResponse(): void {
+    if (!this.hasBody || this.req.complete || this.req.destroyed) {
+      this.res.end();
+      return;
+    }
+    const end = (): void => {
+      clearTimeout(timer);
+      this.res.end();
+    };
+    const timer = setTimeout(end, LINGER_MS);
+    this.req.once('end', end);
+    this.req.once('close', end);
   }
 
   private onReset(err: TunnelError): void {
@@ -229,6 +253,9 @@ class IngressExchange {
       this.fail(err.info, err.message);
       return;
     }
+    // The response body arrived whole (e.g. an early answer, then the upload
+    // was refused): let it finish reaching the caller.
+    if (stream?.remoteEnded) return;
     this.counters.errors++;
     this.counters.lastError = err.info.error;
     this.opts.logger.warn(

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_WINDOW } from '../../protocol/codec.js';
 import { ErrorCodes } from '../../protocol/error-codes.js';
-import { ReceiveWindow, SendWindow, WindowBudget } from '../../protocol/flow-window.js';
+import { ReceiveWindow, SendWindow, WindowBudget, MIN_GROWTH_HORIZON_MS } from '../../protocol/flow-window.js';
 import { ProtocolError } from '../../protocol/tunnel-error.js';
 
 const KiB = 1024;
@@ -157,13 +157,20 @@ describe('ReceiveWindow', () => {
     expectFlowControl(() => w.receive(1), /only 0 bytes/);
   });
 
-  it('never grows when the RTT is unknown (0), however fast updates come', () => {
-    const w = fresh();
-    for (let i = 0; i < 10; i++) {
-      pass(w, W);
-      expect(w.takeUpdate(i, 0)).toBe(W);
-    }
+  it('with the RTT unknown (0), grows only when updates come faster than MIN_GROWTH_HORIZON_MS', () => {
+    const w = fresh({ now: 0 });
+    pass(w, W);
+    expect(w.takeUpdate(MIN_GROWTH_HORIZON_MS, 0)).toBe(W);
     expect(w.size).toBe(W);
+    pass(w, W);
+    expect(w.takeUpdate(MIN_GROWTH_HORIZON_MS + 1, 0)).toBe(2 * W);
+    expect(w.size).toBe(2 * W);
+  });
+
+  it('uses the larger of 2×RTT and MIN_GROWTH_HORIZON_MS (a quiet-link RTT of 0.1 ms still grows at 5 ms)', () => {
+    const w = fresh({ now: 0 });
+    pass(w, W);
+    expect(w.takeUpdate(5, 0.1)).toBe(2 * W);
   });
 
   it('doubles when updates come faster than 2×RTT, and grants the growth at once', () => {
