@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
 import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
 import type { HeaderList, RequestFrame } from '../protocol/frame-types.js';
 import { headerValue, stripHopByHop } from '../protocol/headers.js';
@@ -76,68 +77,22 @@ export class ToolRunner {
 
     this.stats.inFlight++;
     this.stats.requests++;
-    const abort = new AbortController();
-    stream.onReset = () => abort.abort();
-    let finished = false;
-    const finish = (): void => {
-      if (finished) return;
-      finished = true;
-      this.stats.inFlight--;
-    };
-    stream.onClose = finish;
+    stream.onClose = () => this.stats.inFlight--;
+    this.pool.dispatch(
+      { method: head.method, path: resolved.path, headers, body: head.endStream ? null : stream.body },
+      new ToolExchange(stream, head, this, log),
+    );
+  }
 
-    this.pool
-      .request({
-        method: head.method,
-        path: resolved.path,
-        headers,
-        body: head.endStream ? null : stream.body,
-        signal: abort.signal,
-      })
-      .then(
-        ({ statusCode, headers: resHeaders, body }) => {
-          if (stream.state === 'closed') {
-            body.destroy();
-            return;
-          }
-          const list = stripHopByHop(flattenHeaders(resHeaders));
-          const noBody = head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
-          stream.respond(statusCode, list, noBody);
-          if (noBody) {
-            body.resume();
-            return;
-          }
-          // pipe(), not pipeline(): pipeline costs an AbortController and
-          // end-of-stream bookkeeping per request (measured: ~2× the CPU per
-          // small request). Resets already destroy both ends (onReset aborts
-          // the tool request; the sink is destroyed by the stream).
-          // undici may destroy a finished body when the tool closes the
-          // connection under an upload it did not read (an early 413): the
-          // response is complete by then and must not be reset.
-          let ended = false;
-          body.once('end', () => {
-            ended = true;
-            if (!head.endStream) stream.finishEarly();
-          });
-          body.on('error', () => {
-            if (ended || stream.state === 'closed') return;
-            // The tool's body broke mid-way: reset so the caller sees a cut-off response.
-            this.recordError(ErrorCodes.UPSTREAM_UNREACHABLE);
-            stream.reset(ErrorCodes.UPSTREAM_UNREACHABLE, 'the tool response was cut off');
-          });
-          body.pipe(stream.sink);
-        },
-        (err: NodeJS.ErrnoException & { code?: string }) => {
-          if (abort.signal.aborted || stream.state === 'closed') return;
-          const info = classify(err);
-          this.recordError(info);
-          log().warn(
-            { method: head.method, code: err.code ?? err.name, error: info.error },
-            'tool request failed',
-          );
-          stream.reset(info, describe(err, info));
-        },
-      );
+  /** @internal a tool request failed before or during its response. */
+  failed(stream: TunnelStream, head: RequestFrame, err: Error & { code?: string }, log: () => Logger): void {
+    if (stream.state === 'closed') return;
+    const started = stream.headSent;
+    const info = started ? ErrorCodes.UPSTREAM_UNREACHABLE : classify(err);
+    this.recordError(info);
+    log().warn({ method: head.method, code: err.code ?? err.name, error: info.error, responseStarted: started }, 'tool request failed');
+    // After the head, a reset makes the caller see a cut-off response.
+    stream.reset(info, started ? 'the tool response was cut off' : describe(err, info));
   }
 
   private deny(stream: TunnelStream, head: RequestFrame, reason: string, log: Logger): void {
@@ -171,7 +126,60 @@ export class ToolRunner {
   }
 }
 
-function flattenHeaders(headers: Record<string, string | string[] | undefined>): HeaderList {
+/**
+ * One tool request, as an undici dispatch handler: the response head goes
+ * out as RESPONSE, each chunk straight into the tunnel stream's queue, and
+ * undici is paused while the stream has no credit or socket room. No
+ * promise, no body Readable, no pipe per request (undici's request() API
+ * costs all three).
+ */
+class ToolExchange implements Dispatcher.DispatchHandler {
+  private controller: Dispatcher.DispatchController | undefined;
+  private noBody = false;
+
+  constructor(
+    private readonly stream: TunnelStream,
+    private readonly head: RequestFrame,
+    private readonly runner: ToolRunner,
+    private readonly log: () => Logger,
+  ) {
+    stream.onReset = () => this.controller?.abort(new Error('tunnel stream reset'));
+    stream.onDrain = () => this.controller?.resume();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.stream.state === 'closed') controller.abort(new Error('tunnel stream reset'));
+  }
+
+  onResponseStart(
+    _controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    if (statusCode < 200) return; // 1xx: informational, not forwarded
+    this.noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    this.stream.respond(statusCode, stripHopByHop(flattenHeaders(headers)), this.noBody);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.noBody) return;
+    if (!this.stream.writeData(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    if (this.noBody) return;
+    this.stream.endData();
+    // The tool answered; anything more the caller uploads is discarded.
+    if (!this.head.endStream) this.stream.finishEarly();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.runner.failed(this.stream, this.head, err, this.log);
+  }
+}
+
+function flattenHeaders(headers: IncomingHttpHeaders): HeaderList {
   const out: HeaderList = [];
   for (const [name, value] of Object.entries(headers)) {
     if (value === undefined) continue;

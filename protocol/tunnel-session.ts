@@ -19,8 +19,11 @@ import { TunnelStream, type StreamHost } from './tunnel-stream.js';
  * implements it (see ws-transport.ts); tests use an in-memory pair.
  */
 export interface FrameTransport {
-  /** Sends one binary message. */
-  send(bytes: Uint8Array): void;
+  /**
+   * Sends one binary message. `urgent` frames (credit, pongs, resets) may
+   * not be held back to batch writes: a peer may be stalled waiting on them.
+   */
+  send(bytes: Uint8Array, urgent?: boolean): void;
   /** Bytes handed to send() that the OS has not taken yet. */
   readonly bufferedAmount: number;
   /** Runs `cb` once, when the transport can take more (socket drained). */
@@ -74,6 +77,15 @@ export interface TunnelSessionOptions {
   /** The session ended; `err` says why unless it was a clean close. */
   onClose?: (err: TunnelError | undefined) => void;
 }
+
+/** Frames a peer may be blocked on: never held back for write batching. */
+const URGENT: Partial<Record<number, boolean>> = {
+  [FrameType.WINDOW_UPDATE]: true,
+  [FrameType.PING]: true,
+  [FrameType.PONG]: true,
+  [FrameType.RESET]: true,
+  [FrameType.GOAWAY]: true,
+};
 
 /** How many ids of streams we reset to remember, to ignore their late frames. */
 const RECENT_RESETS = 1024;
@@ -418,7 +430,7 @@ export class TunnelSession implements StreamHost {
 
   private sendFrame(frame: Frame): void {
     if (this.closedWith) return;
-    this.transport.send(encodeFrame(frame));
+    this.transport.send(encodeFrame(frame), URGENT[frame.type] === true);
   }
 
   private sendPing(): void {
@@ -500,8 +512,9 @@ export class TunnelSession implements StreamHost {
     stream.bytesOut += n;
     this.bytesOut += n;
     this.sendFrame({ type: FrameType.DATA, streamId: stream.id, data: payload });
-    // The producer may write its next chunk from inside done(); `flushing`
-    // makes that a plain enqueue that this loop picks up.
+    // The producer may write its next chunk from inside done() or drained();
+    // `flushing` makes that a plain enqueue that this loop picks up.
     if (whole) head.done();
+    stream.drained();
   }
 }

@@ -26,6 +26,9 @@ export interface QueuedChunk {
 
 const noop = (): void => {};
 
+/** writeData() asks its caller to pause above this many queued bytes (one DATA frame). */
+const DIRECT_HIGH_WATER = 64 * 1024;
+
 /**
  * The body Readable. Window is returned after every read(), once the chunk
  * has left the buffer: Node calls _read() *before* it removes the chunk
@@ -69,6 +72,11 @@ export class TunnelStream {
   private bodyStream: BodyReadable | undefined;
   private sinkStream: Writable | undefined;
   private abandonInbound = false;
+  private drainWanted = false;
+  private directData: ((chunk: Uint8Array) => boolean) | undefined;
+  private directEnd: (() => void) | undefined;
+  /** Bytes the direct consumer took but could not pass on yet (no credit for them). */
+  private heldBytes = 0;
   /** The peer's END arrived: its body is complete, whatever happens next. */
   remoteEnded = false;
   /** Outgoing queue, drained by the session's scheduler. */
@@ -84,7 +92,8 @@ export class TunnelStream {
   request: RequestFrame | undefined;
   /** Set when the response head arrives (server side). */
   response: ResponseFrame | undefined;
-  private headSent = false;
+  /** True once respond() sent the head. */
+  headSent = false;
   /** Set once the stream was reset, by either side. */
   resetError: TunnelError | undefined;
 
@@ -94,6 +103,8 @@ export class TunnelStream {
   onReset: (err: TunnelError) => void = noop;
   /** Called once when the stream reaches `closed`. */
   onClose: () => void = noop;
+  /** Called when queued data fell below the high-water mark after writeData() returned false. */
+  onDrain: () => void = noop;
 
   constructor(
     private readonly host: StreamHost,
@@ -164,6 +175,56 @@ export class TunnelStream {
     this.fail(new TunnelError(info, message), 'send-reset');
   }
 
+  /**
+   * Queues body bytes without a Writable (the agent's hot path). Returns
+   * false once a DATA frame's worth is waiting for credit or socket room:
+   * the caller should pause its source until `onDrain` runs.
+   */
+  writeData(chunk: Uint8Array): boolean {
+    this.write(chunk, noop);
+    if (this.queuedBytes < DIRECT_HIGH_WATER) return true;
+    this.drainWanted = true;
+    return false;
+  }
+
+  /** Ends what we send (after queued data). Idempotent. */
+  endData(): void {
+    this.end();
+  }
+
+  /**
+   * Consumes the peer's body with callbacks instead of a Readable (the
+   * server's hot path). `onData` returns false when its destination is full;
+   * the peer then gets no credit for those bytes until resumeConsumption().
+   */
+  consumeWith(onData: (chunk: Uint8Array) => boolean, onEnd: () => void): void {
+    this.directData = onData;
+    this.directEnd = onEnd;
+    if (this.remoteEnded) onEnd();
+  }
+
+  /** The direct consumer's destination drained: credit what it held. */
+  resumeConsumption(): void {
+    const held = this.heldBytes;
+    this.heldBytes = 0;
+    if (held > 0) this.credit(held);
+  }
+
+  private credit(n: number): void {
+    this.recvWindow.consume(n);
+    if (!canReceiveData(this.state)) return;
+    const increment = this.recvWindow.takeUpdate(this.host.now(), this.host.rttMs());
+    if (increment > 0) this.host.sendWindowUpdate(this, increment);
+  }
+
+  /** @internal the session sent queued data; tells a paused direct writer. */
+  drained(): void {
+    if (this.drainWanted && this.queuedBytes < DIRECT_HIGH_WATER) {
+      this.drainWanted = false;
+      this.onDrain();
+    }
+  }
+
   private write(chunk: Uint8Array, cb: (err?: Error | null) => void): void {
     if (!canSendData(this.state) || this.endQueued) {
       cb(this.resetError ?? new TunnelError(ErrorCodes.STREAM_CLOSED, 'stream is closed for sending'));
@@ -185,11 +246,7 @@ export class TunnelStream {
   /** Returns window to the peer for what our consumer has taken. */
   private handleBodyRead(): void {
     const consumed = this.recvWindow.buffered - (this.bodyStream?.readableLength ?? 0);
-    if (consumed <= 0) return;
-    this.recvWindow.consume(consumed);
-    if (!canReceiveData(this.state)) return;
-    const increment = this.recvWindow.takeUpdate(this.host.now(), this.host.rttMs());
-    if (increment > 0) this.host.sendWindowUpdate(this, increment);
+    if (consumed > 0) this.credit(consumed);
   }
 
   // ---- called by the session -------------------------------------------
@@ -197,6 +254,11 @@ export class TunnelStream {
   /** @internal DATA from the peer (window already checked by the session). */
   receiveData(data: Uint8Array): void {
     this.bytesIn += data.byteLength;
+    if (this.directData) {
+      if (this.directData(data)) this.credit(data.byteLength);
+      else this.heldBytes += data.byteLength;
+      return;
+    }
     this.body.push(data);
   }
 
@@ -204,6 +266,7 @@ export class TunnelStream {
   receiveEnd(): void {
     this.remoteEnded = true;
     this.bodyStream?.push(null);
+    this.directEnd?.();
     this.move('recv-end');
   }
 

@@ -25,12 +25,13 @@ const OPEN = 1;
 /**
  * FrameTransport over a ws WebSocket.
  *
- * Frames sent in the same tick are corked into one write (one syscall for a
- * head + data + end instead of three). Drain is the socket's own 'drain'
+ * Frames sent in the same event-loop turn are corked into one write (one
+ * syscall for many frames instead of one each). Drain is the socket's own 'drain'
  * event, so the session's high-water mark tracks the kernel's backpressure.
  */
 export class WsTransport implements FrameTransport {
   private corked = false;
+  private corkGeneration = 0;
 
   constructor(private readonly ws: WebSocketLike) {}
 
@@ -38,18 +39,32 @@ export class WsTransport implements FrameTransport {
     return this.ws.bufferedAmount;
   }
 
-  send(bytes: Uint8Array): void {
+  send(bytes: Uint8Array, urgent = false): void {
     if (this.ws.readyState !== OPEN) return;
     const socket = this.ws._socket;
     if (socket && !this.corked && !socket.destroyed) {
       this.corked = true;
       socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        socket.uncork();
+      const generation = ++this.corkGeneration;
+      // Uncork in the check phase, after every I/O callback of this loop
+      // turn has run: frames for many streams (heads, data, ends) then leave
+      // in one writev. Writes to a loopback or LAN socket are the dominant
+      // cost per small request, so fewer, larger writes matter more than
+      // the microseconds this waits. Every cork() gets exactly one uncork().
+      setImmediate(() => {
+        if (this.corked && this.corkGeneration === generation) {
+          this.corked = false;
+          socket.uncork();
+        }
       });
     }
     this.ws.send(bytes, { binary: true });
+    // Credit, pongs and resets must not wait for the end of the loop turn:
+    // the peer's sender may be stalled on them.
+    if (urgent && this.corked && socket) {
+      this.corked = false;
+      socket.uncork();
+    }
   }
 
   onceDrained(cb: () => void): void {

@@ -1,6 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance } from 'fastify';
-import fp from 'fastify-plugin';
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
@@ -204,11 +202,16 @@ class IngressExchange {
       this.res.end();
       return;
     }
-    // pipe(), not pipeline() (per-request cost, see ToolRunner). A body that
-    // did not arrive whole is cut off, never completed: on a reset the body
-    // errors and onReset destroys the response.
-    stream.body.pipe(this.res, { end: false });
-    stream.body.once('end', () => this.endResponse());
+    // Straight into the response, no Readable or pipe per request: a chunk
+    // the response cannot take now is credited to the agent only when it
+    // drains, so the tunnel's flow control reaches the caller's socket. A
+    // body that does not arrive whole is cut off (onReset destroys it).
+    const res = this.res;
+    res.on('drain', () => stream.resumeConsumption());
+    stream.consumeWith(
+      (chunk) => res.write(chunk),
+      () => this.endResponse(),
+    );
   }
 
   /**
@@ -287,21 +290,3 @@ class IngressExchange {
     }
   }
 }
-
-/**
- * Registers the ingress routes on the private listener. Content-type parsing
- * is switched off in this plugin's scope so bodies stay unread streams.
- */
-async function ingressPlugin(app: FastifyInstance, opts: IngressOptions): Promise<void> {
-  const ingress = new Ingress(opts);
-  app.removeAllContentTypeParsers();
-  app.addContentTypeParser('*', (_req, _payload, done) => done(null));
-  const handler = (req: { raw: IncomingMessage }, reply: { hijack(): void; raw: ServerResponse }): void => {
-    reply.hijack();
-    ingress.handle(req.raw, reply.raw);
-  };
-  app.all('/t/*', handler);
-  app.all('/t', handler);
-}
-
-export default fp(ingressPlugin, { name: 'postern-ingress', encapsulate: true });
