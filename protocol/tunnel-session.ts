@@ -396,11 +396,11 @@ export class TunnelSession implements StreamHost {
     return this.rtt;
   }
 
-  enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void): void {
+  enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void, flush = true): void {
     stream.queue.push({ data: chunk, done });
     stream.queuedBytes += chunk.byteLength;
     this.schedule(stream);
-    this.flush();
+    if (flush) this.flush();
   }
 
   enqueueEnd(stream: TunnelStream): void {

@@ -7,8 +7,11 @@ import { TunnelError } from './tunnel-error.js';
 
 /** What a stream needs from its session; keeps the two files decoupled. */
 export interface StreamHost {
-  /** Queues body bytes; `done` runs once they are handed to the transport. */
-  enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void): void;
+  /**
+   * Queues body bytes; `done` runs once they are handed to the transport.
+   * `flush` false leaves sending to a later call (to batch chunks).
+   */
+  enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void, flush?: boolean): void;
   enqueueEnd(stream: TunnelStream): void;
   sendResponseHead(stream: TunnelStream, status: number, headers: HeaderList, endStream: boolean): void;
   sendReset(stream: TunnelStream, info: ErrorCodeInfo, message: string): void;
@@ -137,6 +140,16 @@ export class TunnelStream {
       const sink = new Writable({
         highWaterMark: 64 * 1024,
         write: (chunk: Buffer, _enc, cb) => this.write(chunk, cb),
+        // Chunks that piled up while the last write waited are queued
+        // together, so the session joins them into one DATA frame
+        // (an HTTP request body arrives in chunks of a few KiB).
+        writev: (chunks, cb) => {
+          // The last non-empty chunk flushes and carries the callback.
+          const data = chunks.map((c) => c.chunk as Buffer).filter((c) => c.byteLength > 0);
+          if (data.length === 0) return cb();
+          const last = data.length - 1;
+          data.forEach((c, i) => this.write(c, i === last ? cb : noop, i === last));
+        },
         final: (cb) => {
           this.end();
           cb();
@@ -225,7 +238,7 @@ export class TunnelStream {
     }
   }
 
-  private write(chunk: Uint8Array, cb: (err?: Error | null) => void): void {
+  private write(chunk: Uint8Array, cb: (err?: Error | null) => void, flush = true): void {
     if (!canSendData(this.state) || this.endQueued) {
       cb(this.resetError ?? new TunnelError(ErrorCodes.STREAM_CLOSED, 'stream is closed for sending'));
       return;
@@ -234,7 +247,7 @@ export class TunnelStream {
       cb();
       return;
     }
-    this.host.enqueueData(this, chunk, cb);
+    this.host.enqueueData(this, chunk, cb, flush);
   }
 
   private end(): void {
