@@ -95,7 +95,10 @@ export class Ingress {
 /** One ingress request from arrival to its last byte. */
 class IngressExchange {
   private readonly counters;
-  private readonly abort = new AbortController();
+  /** The caller went away. */
+  private cancelled = false;
+  /** Only made when the request has to wait for an agent (the slow path). */
+  private waitAbort: AbortController | undefined;
   private stream: TunnelStream | undefined;
   private conn: AgentConnection | undefined;
   private attempts = 0;
@@ -119,20 +122,35 @@ class IngressExchange {
     this.counters.inFlight++;
     this.res.on('close', () => {
       if (!this.res.writableFinished) {
-        this.abort.abort();
+        this.cancel();
         this.stream?.reset(ErrorCodes.CANCEL, 'the caller went away');
       }
       this.done();
     });
-    void this.dispatch();
+    this.dispatch();
   }
 
-  private async dispatch(): Promise<void> {
+  private cancel(): void {
+    this.cancelled = true;
+    this.waitAbort?.abort();
+  }
+
+  /** Sends the request on a live connection, or waits for one (agentWaitMs). */
+  private dispatch(): void {
     const { registry, config } = this.opts;
     this.attempts++;
-    const conn =
-      registry.pick(this.clientId, this.conn) ?? (await registry.waitFor(this.clientId, config.agentWaitMs, this.abort.signal));
-    if (this.abort.signal.aborted) return;
+    const conn = registry.pick(this.clientId, this.conn);
+    if (conn) {
+      this.send(conn);
+      return;
+    }
+    this.waitAbort = new AbortController();
+    void registry.waitFor(this.clientId, config.agentWaitMs, this.waitAbort.signal).then((c) => this.send(c));
+  }
+
+  private send(conn: AgentConnection | undefined): void {
+    const { config } = this.opts;
+    if (this.cancelled) return;
     if (!conn) {
       this.fail(ErrorCodes.AGENT_OFFLINE, `no agent of this client connected within ${config.agentWaitMs} ms`);
       return;
@@ -179,7 +197,7 @@ class IngressExchange {
     });
     this.req.on('aborted', () => {
       // The caller left: a cancel, not an error of the tunnel or the tool.
-      this.abort.abort();
+      this.cancel();
       stream.reset(ErrorCodes.CANCEL, 'the request body was cut off');
     });
   }
@@ -238,7 +256,7 @@ class IngressExchange {
 
   private onReset(err: TunnelError): void {
     clearTimeout(this.responseTimer);
-    if (this.abort.signal.aborted || this.finished) return;
+    if (this.cancelled || this.finished) return;
     const stream = this.stream;
     const noResponseYet = !stream?.response && !this.res.headersSent;
     const replayable =
@@ -249,7 +267,7 @@ class IngressExchange {
     if (replayable && this.attempts < 3) {
       this.opts.logger.info({ clientId: this.clientId, requestId: this.requestId, code: err.code }, 'replaying idempotent request');
       this.stream = undefined;
-      void this.dispatch();
+      this.dispatch();
       return;
     }
     if (noResponseYet) {
