@@ -151,7 +151,7 @@ export class TunnelStream {
           data.forEach((c, i) => this.write(c, i === last ? cb : noop, i === last));
         },
         final: (cb) => {
-          this.end();
+          this.endData();
           cb();
         },
       });
@@ -200,11 +200,6 @@ export class TunnelStream {
     return false;
   }
 
-  /** Ends what we send (after queued data). Idempotent. */
-  endData(): void {
-    this.end();
-  }
-
   /**
    * Consumes the peer's body with callbacks instead of a Readable (the
    * server's hot path). `onData` returns false when its destination is full;
@@ -250,7 +245,8 @@ export class TunnelStream {
     this.host.enqueueData(this, chunk, cb, flush);
   }
 
-  private end(): void {
+  /** Ends what we send (after queued data). Idempotent. */
+  endData(): void {
     if (!canSendData(this.state) || this.endQueued) return;
     this.endQueued = true;
     this.host.enqueueEnd(this);
