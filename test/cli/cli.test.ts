@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -174,5 +176,44 @@ describe('postern CLI', () => {
     child.kill('SIGTERM');
     const code = await new Promise((r) => child.once('exit', r));
     expect(code).toBe(0);
+  });
+
+  it('runs `postern server` and `postern agent` as processes: a request crosses, status shows the agent, SIGTERM stops both cleanly', async () => {
+    const tool = createServer((req, res) => res.end(`tool saw ${req.method} ${req.url}`));
+    await new Promise<void>((r) => tool.listen(0, '127.0.0.1', r));
+    try {
+      const dataDir = mkdtempSync(join(tmpdir(), 'postern-cli-agent-'));
+      const srv = await startServer({ POSTERN_HOST: '127.0.0.1', POSTERN_PORT: '0', POSTERN_INGRESS_PORT: '0', POSTERN_DATA_DIR: dataDir, POSTERN_ADMIN_TOKEN: 'cli-admin' });
+      const env = { POSTERN_SERVER: `http://127.0.0.1:${srv.ingressPort}`, POSTERN_ADMIN_TOKEN: 'cli-admin' };
+      const c = JSON.parse((await run(['client', 'create', '--name', 'proc', '--json'], env)).stdout) as { clientId: string; clientToken: string };
+      const agent = spawn(process.execPath, [cli, 'agent'], {
+        env: {
+          PATH: process.env.PATH ?? '',
+          CLIENT_ID: c.clientId,
+          CLIENT_TOKEN: c.clientToken,
+          PROXY_URL: `http://127.0.0.1:${srv.port}`,
+          TOOL_URL: `http://127.0.0.1:${(tool.address() as AddressInfo).port}`,
+        },
+      });
+      children.push(agent);
+      let agentLogs = '';
+      agent.stderr.on('data', (d: Buffer) => (agentLogs += d));
+      const deadline = Date.now() + 15_000;
+      while (!agentLogs.includes('tunnel connected') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(agentLogs).toContain('tunnel connected');
+      expect(agentLogs).not.toContain(c.clientToken);
+
+      const res = await fetch(`http://127.0.0.1:${srv.ingressPort}/t/${c.clientId}/a%2Fb?x=1`);
+      expect(res.status).toBe(200);
+      expect(await res.text()).toBe('tool saw GET /a%2Fb?x=1');
+      expect((await run(['status', c.clientId], env)).code).toBe(0);
+
+      agent.kill('SIGTERM');
+      expect(await new Promise((r) => agent.once('exit', r))).toBe(0);
+      srv.child.kill('SIGTERM');
+      expect(await new Promise((r) => srv.child.once('exit', r))).toBe(0);
+    } finally {
+      tool.close();
+    }
   });
 });
