@@ -112,7 +112,7 @@ export class PosternAgent {
         state: c.state,
         connectionId: c.connectionId ?? null,
         connectedSince: c.connectedSince?.toISOString() ?? null,
-        rttMs: c.session ? Math.round(c.session.rttMsValue * 1000) / 1000 : null,
+        rttMs: c.session ? Math.round(c.session.rttMs() * 1000) / 1000 : null,
         streams: c.session?.activeStreams ?? 0,
         reconnects: c.reconnects,
         lastError: c.lastError,

@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
 import type { HeaderList, RequestFrame } from '../protocol/frame-types.js';
-import { headerValue, stripHopByHop } from '../protocol/headers.js';
+import { headerValue, REQUEST_ID_HEADER, stripHopByHop } from '../protocol/headers.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import type { AllowPolicy } from './allow-policy.js';
 import type { Credential } from './credentials.js';
@@ -59,7 +59,7 @@ export class ToolRunner {
   run(stream: TunnelStream, head: RequestFrame): void {
     // Built only when something is logged: the success path logs nothing.
     const log = (): Logger =>
-      this.opts.logger.child({ requestId: headerValue(head.headers, 'x-postern-request-id'), streamId: stream.id });
+      this.opts.logger.child({ requestId: headerValue(head.headers, REQUEST_ID_HEADER), streamId: stream.id });
     const resolved = resolveToolPath(this.target, head.path);
     if (!resolved.ok) {
       this.deny(stream, head, resolved.reason, log());

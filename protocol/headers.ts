@@ -1,6 +1,12 @@
 import type { HeaderList } from './frame-types.js';
 
 /**
+ * Postern's request id: set by the ingress on every answer and on the
+ * request it sends through the tunnel, read by the agent for its logs.
+ */
+export const REQUEST_ID_HEADER = 'x-postern-request-id';
+
+/**
  * Hop-by-hop headers (RFC 9110 §7.6.1) are about one connection, not the
  * message: they are removed before a message crosses the tunnel, both ways.
  * `host` is set by whoever makes the next connection.

@@ -116,6 +116,8 @@ export class TunnelSession implements StreamHost {
   private readonly recentResets = new Set<number>();
   private nextLocalId: number;
   private lastPeerId = 0;
+  /** Streams we opened that are not closed yet (checked per openStream, so counted, not scanned). */
+  private localOpen = 0;
   private waitingForDrain = false;
   private flushing = false;
   private heartbeat: unknown;
@@ -144,11 +146,6 @@ export class TunnelSession implements StreamHost {
     this.highWaterMark = opts.sendHighWaterMark ?? 256 * 1024;
     this.nextLocalId = opts.role === 'server' ? 1 : 2;
     this.lastReceivedAt = this.clock.now();
-  }
-
-  /** Latest heartbeat round trip in ms (0 until the first pong). */
-  get rttMsValue(): number {
-    return this.rtt;
   }
 
   get closed(): boolean {
@@ -186,12 +183,13 @@ export class TunnelSession implements StreamHost {
   openStream(method: string, path: string, headers: HeaderList, endStream: boolean): TunnelStream {
     if (this.closedWith) throw new TunnelError(ErrorCodes.TUNNEL_LOST, 'tunnel is closed');
     if (this.goingAway) throw new TunnelError(ErrorCodes.GOING_AWAY);
-    if (this.localStreamCount() >= this.limits.peerMaxStreams) {
+    if (this.localOpen >= this.limits.peerMaxStreams) {
       throw new TunnelError(ErrorCodes.TOO_MANY_STREAMS, `the agent accepts ${this.limits.peerMaxStreams} streams at once`);
     }
     const id = this.nextLocalId;
     this.nextLocalId += 2;
     const stream = this.createStream(id);
+    this.localOpen++;
     this.streamsOpened++;
     this.sendFrame({ type: FrameType.REQUEST, streamId: id, method, path, headers, endStream });
     if (endStream) stream.move('send-end');
@@ -355,8 +353,7 @@ export class TunnelSession implements StreamHost {
   private streamFor(id: number, strict: boolean): TunnelStream | undefined {
     const stream = this.streams.get(id);
     if (stream) return stream;
-    const local = id % 2 === (this.role === 'server' ? 1 : 0);
-    const everOpened = local ? id < this.nextLocalId : id <= this.lastPeerId;
+    const everOpened = this.isLocal(id) ? id < this.nextLocalId : id <= this.lastPeerId;
     if (!everOpened) throw new ProtocolError(`frame for stream ${id}, which was never opened`);
     if (!strict || this.recentResets.has(id)) return undefined;
     throw new ProtocolError(`frame for stream ${id}, which is closed`, ErrorCodes.STREAM_CLOSED);
@@ -369,13 +366,6 @@ export class TunnelSession implements StreamHost {
     const stream = new TunnelStream(this, id, this.limits.peerInitialWindow, recv);
     this.streams.set(id, stream);
     return stream;
-  }
-
-  private localStreamCount(): number {
-    let n = 0;
-    const parity = this.role === 'server' ? 1 : 0;
-    for (const id of this.streams.keys()) if (id % 2 === parity) n++;
-    return n;
   }
 
   private rememberReset(id: number): void {
@@ -392,6 +382,7 @@ export class TunnelSession implements StreamHost {
     return this.clock.now();
   }
 
+  /** Latest heartbeat round trip in ms (0 until the first pong). */
   rttMs(): number {
     return this.rtt;
   }
@@ -423,7 +414,11 @@ export class TunnelSession implements StreamHost {
   }
 
   streamClosed(stream: TunnelStream): void {
-    this.streams.delete(stream.id);
+    if (this.streams.delete(stream.id) && this.isLocal(stream.id)) this.localOpen--;
+  }
+
+  private isLocal(id: number): boolean {
+    return id % 2 === (this.role === 'server' ? 1 : 0);
   }
 
   // ---- sending -----------------------------------------------------------

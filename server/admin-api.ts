@@ -116,7 +116,7 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
           remoteAddress: conn.remoteAddress,
           agentVersion: conn.agentVersion,
           connectedSince: conn.connectedAt,
-          rttMs: Math.round(conn.session.rttMsValue * 1000) / 1000,
+          rttMs: Math.round(conn.session.rttMs() * 1000) / 1000,
           streams: conn.session.activeStreams,
           draining: conn.session.goingAway,
           // Same direction as the client counters: in = towards the tool

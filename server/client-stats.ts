@@ -1,3 +1,5 @@
+import type { ErrorCodeInfo } from '../protocol/error-codes.js';
+
 /** Counters per client, for `GET /v1/status`. */
 export interface ClientCounters {
   requests: number;
@@ -23,4 +25,10 @@ export class ClientStats {
   forget(clientId: string): void {
     this.byClient.delete(clientId);
   }
+}
+
+/** Records a failed request: one more error, and it becomes the last one. */
+export function countError(counters: ClientCounters, info: ErrorCodeInfo): void {
+  counters.errors++;
+  counters.lastError = info.error;
 }

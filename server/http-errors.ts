@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { ErrorCodeInfo } from '../protocol/error-codes.js';
+import { REQUEST_ID_HEADER } from '../protocol/headers.js';
 
 /**
  * Answers with Postern's JSON error body. The status and slug come from the
@@ -15,7 +16,7 @@ export function sendError(res: ServerResponse, info: ErrorCodeInfo, requestId: s
   const headers: Record<string, string | number> = {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),
-    'x-postern-request-id': requestId,
+    [REQUEST_ID_HEADER]: requestId,
   };
   // Tell well-behaved callers when trying again makes sense.
   if (info.status === 503 || info.status === 429) headers['retry-after'] = '1';

@@ -3,11 +3,11 @@ import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { ErrorCodes, type ErrorCodeInfo } from '../protocol/error-codes.js';
 import type { ResponseFrame } from '../protocol/frame-types.js';
-import { stripHopByHop } from '../protocol/headers.js';
+import { REQUEST_ID_HEADER, stripHopByHop } from '../protocol/headers.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import type { AgentConnection } from './agent-connection.js';
-import type { ClientStats } from './client-stats.js';
+import { countError, type ClientStats } from './client-stats.js';
 import type { ClientStore } from './client-store.js';
 import { sendError } from './http-errors.js';
 import type { ServerConfig } from './server-config.js';
@@ -20,9 +20,6 @@ export interface IngressOptions {
   stats: ClientStats;
   logger: Logger;
 }
-
-/** Response header carrying Postern's request id, on every ingress answer. */
-export const REQUEST_ID_HEADER = 'x-postern-request-id';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Longest a complete response waits for the caller to finish an upload the tool did not read. */
@@ -43,8 +40,10 @@ export function parseIngressUrl(url: string): { clientId: string; path: string }
 
 /**
  * The ingress: each `/t/<clientId>/…` request becomes one stream on one of
- * the client's tunnels. Both bodies are piped through the stream, so they
- * move under the tunnel's flow control and nothing is buffered whole.
+ * the client's tunnels. The request body is piped into the stream; response
+ * DATA is written straight into the response, credited as the caller's
+ * socket takes it. Both move under the tunnel's flow control and nothing is
+ * buffered whole.
  *
  * A request that no agent has seen yet waits for one (agentWaitMs). If the
  * tunnel drops before any response byte, an idempotent request without a
@@ -64,14 +63,14 @@ export class Ingress {
     }
     const { clientId, path } = parsed;
     const { config, registry, store, stats } = this.opts;
-    if (registry.connections(clientId).length === 0 && !store.get(clientId)) {
+    if (!registry.has(clientId) && !store.get(clientId)) {
       sendError(res, ErrorCodes.UNKNOWN_CLIENT, requestId, `no client ${JSON.stringify(clientId.slice(0, 64))}`);
       return;
     }
     const counters = stats.for(clientId);
     if (counters.inFlight >= config.maxStreamsPerClient) {
       counters.requests++;
-      counters.errors++;
+      countError(counters, ErrorCodes.TOO_MANY_STREAMS);
       sendError(
         res,
         ErrorCodes.TOO_MANY_STREAMS,
@@ -84,7 +83,7 @@ export class Ingress {
     const hasBody = req.headers['transfer-encoding'] !== undefined || (contentLength !== undefined && contentLength !== '0');
     if (config.maxBodyBytes > 0 && contentLength !== undefined && Number(contentLength) > config.maxBodyBytes) {
       counters.requests++;
-      counters.errors++;
+      countError(counters, ErrorCodes.BODY_TOO_LARGE);
       sendError(res, ErrorCodes.BODY_TOO_LARGE, requestId, `body of ${contentLength} bytes is over the limit of ${config.maxBodyBytes}`);
       return;
     }
@@ -206,7 +205,7 @@ class IngressExchange {
     clearTimeout(this.responseTimer);
     const stream = this.stream!;
     const headers = stripHopByHop(head.headers);
-    headers.push('x-postern-request-id', this.requestId);
+    headers.push(REQUEST_ID_HEADER, this.requestId);
     try {
       this.res.writeHead(head.status, headers);
     } catch (err) {
@@ -277,8 +276,7 @@ class IngressExchange {
     // The response body arrived whole (e.g. an early answer, then the upload
     // was refused): let it finish reaching the caller.
     if (stream?.remoteEnded) return;
-    this.counters.errors++;
-    this.counters.lastError = err.info.error;
+    countError(this.counters, err.info);
     this.opts.logger.warn(
       { clientId: this.clientId, requestId: this.requestId, code: err.code },
       'response cut off: tunnel stream reset mid-body',
@@ -287,8 +285,7 @@ class IngressExchange {
   }
 
   private fail(info: ErrorCodeInfo, message?: string): void {
-    this.counters.errors++;
-    this.counters.lastError = info.error;
+    countError(this.counters, info);
     this.opts.logger.warn(
       { clientId: this.clientId, requestId: this.requestId, code: info.code, status: info.status },
       'ingress request failed',

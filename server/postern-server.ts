@@ -6,6 +6,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } 
 import { nanoid } from 'nanoid';
 import type { Logger } from 'pino';
 import { CloseCodes, ErrorCodes } from '../protocol/error-codes.js';
+import { REQUEST_ID_HEADER } from '../protocol/headers.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
 import adminApi from './admin-api.js';
 import agentEndpoint from './agent-endpoint.js';
@@ -106,7 +107,7 @@ export class PosternServer {
           });
           socket.end(
             `HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n` +
-              `content-length: ${Buffer.byteLength(body)}\r\nx-postern-request-id: ${requestId}\r\n` +
+              `content-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\n` +
               `connection: close\r\n\r\n${body}`,
           );
           return;

@@ -26,6 +26,11 @@ export class TunnelRegistry {
     if (set.size === 0) this.byClient.delete(conn.clientId);
   }
 
+  /** Whether the client has any connection (no copy: the ingress asks per request). */
+  has(clientId: string): boolean {
+    return this.byClient.has(clientId);
+  }
+
   /** Connections of a client (live or draining). */
   connections(clientId: string): AgentConnection[] {
     return [...(this.byClient.get(clientId) ?? [])];

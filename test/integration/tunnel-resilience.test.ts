@@ -197,7 +197,7 @@ describe('heartbeats', () => {
     expect(connector.state).toBe('connected');
     expect(connector.connectionId).toBe(connectionId);
     expect(connector.reconnects).toBe(0);
-    expect(connector.session!.rttMsValue).toBeGreaterThan(0);
+    expect(connector.session!.rttMs()).toBeGreaterThan(0);
     expect((await send(t.url('/after-idle'))).status).toBe(200);
   });
 });
