@@ -1,9 +1,16 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
-import { nanoid } from 'nanoid';
+import { customAlphabet } from 'nanoid';
 import type { ClientRecord, ClientStore } from './client-store.js';
 import { generateToken, hashToken, tokenMatches } from './secrets.js';
+
+/**
+ * Client ids: 22 letters and digits (~131 bits). No '-' or '_': an id that
+ * starts with '-' reads as an option to `postern status <id>` and other CLIs,
+ * and the id appears in URLs, shell lines and logs.
+ */
+const newClientId = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 22);
 
 interface Row {
   client_id: string;
@@ -51,9 +58,7 @@ export class SqliteClientStore implements ClientStore {
   }
 
   create(name: string): ClientRecord & { clientToken: string } {
-    // 21 url-safe characters (nanoid default, ~126 bits): unguessable and
-    // safe in a URL path segment without encoding.
-    const clientId = nanoid();
+    const clientId = newClientId();
     const clientToken = generateToken();
     const createdAt = new Date().toISOString();
     this.stmts.insert.run(clientId, name, hashToken(clientToken), createdAt);
