@@ -8,5 +8,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 30_000,
     pool: 'forks',
+    // Builds the CLI once for the tests that run it as a real process.
+    globalSetup: ['test/global-setup.ts'],
   },
 });

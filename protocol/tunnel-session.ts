@@ -29,6 +29,12 @@ export interface FrameTransport {
   /** Runs `cb` once, when the transport can take more (socket drained). */
   onceDrained(cb: () => void): void;
   close(code: number, reason: string): void;
+  /**
+   * Drops the connection at once, without a close handshake: used when the
+   * peer is unreachable (heartbeat timeout), where waiting for its close
+   * frame would only delay the reconnect.
+   */
+  abort(code: number, reason: string): void;
 }
 
 /** Timers and clock, injectable so heartbeat tests need no real time. */
@@ -169,10 +175,9 @@ export class TunnelSession implements StreamHost {
     this.heartbeat = this.clock.setInterval(() => {
       const silent = this.clock.now() - this.lastReceivedAt;
       if (silent >= every * 1.5) {
-        this.close(
-          new TunnelError(ErrorCodes.HEARTBEAT_TIMEOUT, `no frame from the peer for ${Math.round(silent)} ms`),
-          CloseCodes.HEARTBEAT_TIMEOUT,
-        );
+        const err = new TunnelError(ErrorCodes.HEARTBEAT_TIMEOUT, `no frame from the peer for ${Math.round(silent)} ms`);
+        this.finish(err);
+        this.transport.abort(CloseCodes.HEARTBEAT_TIMEOUT, err.message);
         return;
       }
       if (++ticks % 4 === 0) this.sendPing();

@@ -86,4 +86,10 @@ export class WsTransport implements FrameTransport {
     const timer = setTimeout(() => this.ws.terminate(), 5_000);
     timer.unref();
   }
+
+  abort(): void {
+    // No close frame: the peer is gone or black-holed, and the socket's
+    // 'close' event (which starts the agent's reconnect) must come now.
+    this.ws.terminate();
+  }
 }

@@ -6,14 +6,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../protocol/version.js';
-import { buildCli } from '../helpers/build-cli.js';
+import { cliPath } from '../helpers/build-cli.js';
 
 let cli = '';
 const children: ChildProcess[] = [];
 
 beforeAll(() => {
-  cli = buildCli();
-}, 120_000);
+  cli = cliPath();
+});
 
 afterAll(() => {
   for (const c of children) c.kill('SIGKILL');

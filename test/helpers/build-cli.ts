@@ -4,6 +4,13 @@ import { join } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
 
+/** Path of the compiled CLI that test/global-setup.ts builds before the run. */
+export function cliPath(): string {
+  const cli = join(root, '.test-build', 'cli', 'postern.js');
+  if (!existsSync(cli)) throw new Error(`${cli} is missing: test/global-setup.ts builds it (run the tests with npm test)`);
+  return cli;
+}
+
 /**
  * Compiles the sources once into .test-build/ (inside the repo so the
  * output resolves node_modules like dist/ does) and returns the CLI's path.

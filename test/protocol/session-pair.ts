@@ -117,6 +117,14 @@ export class MemoryTransport implements FrameTransport {
     for (const cb of waiters) setImmediate(guarded(cb));
   }
 
+  /** Set when abort() (not close()) ended the transport. */
+  aborted = false;
+
+  abort(code: number, reason: string): void {
+    this.aborted = true;
+    this.close(code, reason);
+  }
+
   close(code: number, reason: string): void {
     if (this.closedWith) return;
     this.closedWith = { code, reason };

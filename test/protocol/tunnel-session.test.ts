@@ -829,6 +829,8 @@ describe('TunnelSession heartbeats', () => {
     expect(closedAt!).toBeGreaterThanOrEqual(1_000);
     expect(closedAt!).toBeLessThanOrEqual(2_000);
     expectClosed(lone, ErrorCodes.HEARTBEAT_TIMEOUT, CloseCodes.HEARTBEAT_TIMEOUT, /no frame from the peer for \d+ ms/);
+    // Dropped at once: a close handshake with a black-holed peer would only delay the reconnect.
+    expect(lone.transport.aborted).toBe(true);
     expect(errors[0]!.info).toBe(ErrorCodes.HEARTBEAT_TIMEOUT);
     expect(lone.clock.activeTimers).toBe(0);
   });
