@@ -19,7 +19,10 @@ export interface AgentConfig {
   policy: AllowPolicy | undefined;
   /** Local status listener on 127.0.0.1; undefined = off. */
   statusPort: number | undefined;
-  /** Tunnels to keep open. Default 1. */
+  /**
+   * Tunnels to keep open. Default 2: a tunnel lost to a NAT timeout or a
+   * server drain leaves the other serving while it is redialled.
+   */
   connections: number;
   heartbeatMs: number;
   reconnectBaseMs: number;
@@ -28,6 +31,8 @@ export interface AgentConfig {
   upstreamTimeoutMs: number;
   /** Streams accepted at once per tunnel. */
   maxStreams: number;
+  /** On SIGTERM, how long requests in flight get to finish. Default 30000. */
+  drainTimeoutMs: number;
 }
 
 /** Environment variables the agent reads, with what each means (for --help and docs). */
@@ -42,11 +47,12 @@ export const agentEnvHelp: [string, string][] = [
   ['NODE_EXTRA_CA_CERTS', 'extra CA certificates (PEM file) trusted for the server (wss) and the tool (https)'],
   ['POSTERN_ALLOW', 'path of a JSON allow-rules file; when set, everything else is denied'],
   ['POSTERN_STATUS_PORT', 'local status listener on 127.0.0.1 (GET /status, /healthz, /readyz)'],
-  ['POSTERN_CONNECTIONS', 'tunnels to keep open (default 1)'],
+  ['POSTERN_CONNECTIONS', 'tunnels to keep open (default 2)'],
   ['POSTERN_HEARTBEAT_MS', 'heartbeat interval in ms (default 10000)'],
   ['POSTERN_RECONNECT_BASE_MS', 'first reconnect delay ceiling in ms (default 500)'],
   ['POSTERN_RECONNECT_MAX_MS', 'largest reconnect delay in ms (default 30000)'],
   ['POSTERN_UPSTREAM_TIMEOUT_MS', 'time the tool has to answer with a response head, in ms (default 60000)'],
+  ['POSTERN_DRAIN_TIMEOUT_MS', 'on SIGTERM, how long requests in flight get to finish, in ms (default 30000)'],
 ];
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
@@ -118,11 +124,12 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     credential,
     policy: allow ? AllowPolicy.fromFile(allow) : undefined,
     statusPort: statusRaw ? int(env, 'POSTERN_STATUS_PORT', 0, 0, 65535) : undefined,
-    connections: int(env, 'POSTERN_CONNECTIONS', 1, 1, 16),
+    connections: int(env, 'POSTERN_CONNECTIONS', 2, 1, 16),
     heartbeatMs: int(env, 'POSTERN_HEARTBEAT_MS', Defaults.heartbeatMs, 100, 600_000),
     reconnectBaseMs: int(env, 'POSTERN_RECONNECT_BASE_MS', 500, 1, 600_000),
     reconnectMaxMs: int(env, 'POSTERN_RECONNECT_MAX_MS', 30_000, 1, 3_600_000),
     upstreamTimeoutMs: int(env, 'POSTERN_UPSTREAM_TIMEOUT_MS', 60_000, 100, 3_600_000),
     maxStreams: Defaults.maxStreams,
+    drainTimeoutMs: int(env, 'POSTERN_DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000),
   };
 }

@@ -153,6 +153,15 @@ export class PosternAgent {
     });
   }
 
+  /**
+   * Graceful shutdown (SIGTERM): every tunnel drains (see
+   * TunnelConnector.drain) within `timeoutMs`, then the agent stops.
+   */
+  async drain(timeoutMs = this.config.drainTimeoutMs): Promise<void> {
+    await Promise.all(this.connectors.map((c) => c.drain(timeoutMs)));
+    await this.stop();
+  }
+
   async stop(): Promise<void> {
     for (const c of this.connectors) c.stop();
     await new Promise<void>((r) => (this.statusServer ? this.statusServer.close(() => r()) : r()));

@@ -18,16 +18,18 @@ import { Backoff } from './backoff.js';
  *                    ▲   │                │                     │
  *                    │   └────────────────┴─── failure ─────────┤
  *                    └─────── timer ───── backoff ◀─────────────┘
+ *   any ─drain─▶ draining ─streams done (or deadline)─▶ stopped
  *   any ─stop─▶ stopped
  */
-export type ConnectorState = 'idle' | 'connecting' | 'handshaking' | 'connected' | 'backoff' | 'stopped';
+export type ConnectorState = 'idle' | 'connecting' | 'handshaking' | 'connected' | 'backoff' | 'draining' | 'stopped';
 
 const allowed: Record<ConnectorState, ConnectorState[]> = {
-  idle: ['connecting', 'stopped'],
-  connecting: ['handshaking', 'backoff', 'stopped'],
-  handshaking: ['connected', 'backoff', 'stopped'],
-  connected: ['backoff', 'connecting', 'stopped'],
-  backoff: ['connecting', 'stopped'],
+  idle: ['connecting', 'draining', 'stopped'],
+  connecting: ['handshaking', 'backoff', 'draining', 'stopped'],
+  handshaking: ['connected', 'backoff', 'draining', 'stopped'],
+  connected: ['backoff', 'connecting', 'draining', 'stopped'],
+  backoff: ['connecting', 'draining', 'stopped'],
+  draining: ['stopped'],
   stopped: [],
 };
 
@@ -73,6 +75,8 @@ function zeroMask(mask: Buffer): void {
 const STABLE_MS = 10_000;
 /** The server must answer HELLO within this. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How long a drained tunnel's close handshake may take (it flushes what is still buffered). */
+const CLOSE_GRACE_MS = 2_000;
 
 /**
  * Keeps one tunnel to the server open, forever: dial, HELLO/WELCOME, serve
@@ -90,7 +94,8 @@ export class TunnelConnector {
   private ws: WebSocket | undefined;
   private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
-  private readonly draining = new Set<TunnelSession>();
+  /** Old tunnels finishing their streams after a GOAWAY, with their sockets. */
+  private readonly draining = new Map<TunnelSession, WebSocket>();
 
   constructor(private readonly opts: TunnelConnectorOptions) {
     this.backoff = new Backoff(opts.reconnectBaseMs, opts.reconnectMaxMs, opts.random);
@@ -106,8 +111,37 @@ export class TunnelConnector {
     this.move('stopped');
     clearTimeout(this.timer);
     this.session?.close(new TunnelError(ErrorCodes.GOING_AWAY, 'agent stopping'), CloseCodes.GOING_AWAY);
-    for (const s of this.draining) s.close(new TunnelError(ErrorCodes.GOING_AWAY, 'agent stopping'), CloseCodes.GOING_AWAY);
+    for (const s of this.draining.keys()) s.close(new TunnelError(ErrorCodes.GOING_AWAY, 'agent stopping'), CloseCodes.GOING_AWAY);
     this.ws?.terminate();
+  }
+
+  /**
+   * Leaves without failing a request: GOAWAY on every tunnel (the server
+   * stops sending new streams here and acknowledges), the streams in flight
+   * finish, each tunnel is closed with a close handshake (so the last bytes
+   * reach the server), then stop(). After `timeoutMs` whatever is left is
+   * cut off. Never reconnects.
+   */
+  async drain(timeoutMs: number): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'draining') return;
+    const live = new Map(this.draining);
+    if (this.session && this.ws && this.state === 'connected') live.set(this.session, this.ws);
+    else this.ws?.terminate(); // a dial or handshake in progress carries no stream
+    this.move('draining');
+    clearTimeout(this.timer);
+    this.opts.logger.info({ tunnels: live.size, timeoutMs }, 'draining: no new requests, finishing those in flight');
+    for (const session of live.keys()) session.goaway(ErrorCodes.GOING_AWAY, 'agent is shutting down');
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<'deadline'>((r) => (timer = setTimeout(() => r('deadline'), timeoutMs)));
+    const finished = Promise.all([...live.keys()].map((s) => s.whenDrained())).then(() => 'drained' as const);
+    const outcome = await Promise.race([finished, deadline]);
+    clearTimeout(timer);
+    if (outcome === 'deadline') {
+      const left = [...live.keys()].reduce((n, s) => n + s.activeStreams, 0);
+      this.opts.logger.warn({ streams: left, timeoutMs }, 'drain deadline passed: cutting off the streams left');
+    }
+    await Promise.all([...live].map(([session, ws]) => closeGracefully(session, ws)));
+    this.stop();
   }
 
   private move(next: ConnectorState): void {
@@ -158,7 +192,7 @@ export class TunnelConnector {
       ws.terminate();
     });
     ws.on('open', () => {
-      if (this.state !== 'connecting') return;
+      if (this.state !== 'connecting' || this.ws !== ws) return;
       this.move('handshaking');
       transport.send(encodeFrame({ type: FrameType.HELLO, ...local }));
     });
@@ -205,7 +239,7 @@ export class TunnelConnector {
       clearTimeout(handshakeTimer);
       session?.transportClosed(`code ${code}`);
       if (session && this.draining.delete(session)) return; // an old tunnel finished draining
-      if (this.ws !== ws || this.state === 'stopped') return;
+      if (this.ws !== ws || this.state === 'stopped' || this.state === 'draining') return;
       this.session = undefined;
       this.connectionId = undefined;
       this.connectedSince = undefined;
@@ -229,21 +263,31 @@ export class TunnelConnector {
    * old one finish its streams, then close it.
    */
   private handleGoaway(old: TunnelSession): void {
-    if (this.session !== old || this.state !== 'connected') return;
+    // While we drain ourselves, the server's GOAWAY is its acknowledgement.
+    if (this.session !== old || this.state !== 'connected' || !this.ws) return;
     this.opts.logger.info({ connectionId: this.connectionId }, 'server sent GOAWAY: opening a replacement tunnel');
-    this.draining.add(old);
     const oldWs = this.ws;
+    this.draining.set(old, oldWs);
     this.session = undefined;
     this.ws = undefined;
     this.reconnects++;
     this.connect();
-    const check = setInterval(() => {
-      if (old.closed || old.activeStreams === 0) {
-        clearInterval(check);
-        old.close(undefined, CloseCodes.NORMAL);
-        if (oldWs && oldWs.readyState === WebSocket.CLOSED) this.draining.delete(old);
-      }
-    }, 50);
-    check.unref();
+    void old.whenDrained().then(() => old.close(undefined, CloseCodes.NORMAL));
   }
+}
+
+/** Closes a drained tunnel with a close handshake and resolves when the socket is closed (or after CLOSE_GRACE_MS). */
+function closeGracefully(session: TunnelSession, ws: WebSocket): Promise<void> {
+  return new Promise((resolve) => {
+    if (ws.readyState === WebSocket.CLOSED) return resolve();
+    const timer = setTimeout(() => {
+      ws.terminate();
+      resolve();
+    }, CLOSE_GRACE_MS);
+    ws.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    session.close(undefined, CloseCodes.NORMAL);
+  });
 }

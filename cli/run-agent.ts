@@ -12,13 +12,22 @@ export async function runAgent(): Promise<void> {
     'agent starting',
   );
   await agent.start();
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'agent stopping');
-    void agent.stop().then(() => process.exit(0));
+  // First signal: drain (requests in flight finish, the server sends no new
+  // ones). A second signal while draining: stop at once.
+  let draining = false;
+  const onSignal = (signal: string): void => {
+    if (draining) {
+      logger.warn({ signal }, 'second signal: stopping without waiting for requests in flight');
+      void agent.stop().then(() => process.exit(0));
+      return;
+    }
+    draining = true;
+    logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'agent draining');
+    void agent.drain().then(() => {
+      logger.info('agent stopped');
+      process.exit(0);
+    });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
 }

@@ -135,6 +135,11 @@ export class TunnelSession implements StreamHost {
   private closedWith: { err: TunnelError | undefined } | undefined;
   /** True once either side sent GOAWAY: no new local streams. */
   goingAway = false;
+  /** We sent GOAWAY (draining, or acknowledging the peer's). */
+  private sentGoaway = false;
+  /** The peer sent GOAWAY: it opens no more streams. */
+  private receivedGoaway = false;
+  private drainWaiters: (() => void)[] = [];
   /** Totals for status. */
   bytesIn = 0;
   bytesOut = 0;
@@ -201,11 +206,39 @@ export class TunnelSession implements StreamHost {
     return stream;
   }
 
-  /** Sends GOAWAY: the peer should open no new streams here and reconnect. */
+  /**
+   * Sends GOAWAY: neither side opens new streams here any more, and the
+   * agent dials a replacement. Streams the peer opened before it saw this
+   * are still served: the peer answers with its own GOAWAY, and frames are
+   * ordered, so once that arrives no further stream can (see whenDrained).
+   */
   goaway(info: ErrorCodeInfo = ErrorCodes.GOING_AWAY, message = 'server is draining'): void {
-    if (this.closedWith) return;
+    if (this.closedWith || this.sentGoaway) return;
+    this.sentGoaway = true;
     this.goingAway = true;
     this.sendFrame({ type: FrameType.GOAWAY, lastStreamId: this.lastPeerId, code: info.wire, message });
+    this.checkDrained();
+  }
+
+  /**
+   * True when GOAWAY went both ways and no stream is open: nothing more can
+   * happen on this session, so closing it loses nothing.
+   */
+  get drained(): boolean {
+    return this.sentGoaway && this.receivedGoaway && this.streams.size === 0;
+  }
+
+  /** Resolves once the session is drained (see `drained`) or closed. */
+  whenDrained(): Promise<void> {
+    if (this.closedWith || this.drained) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private checkDrained(): void {
+    if (this.drainWaiters.length === 0 || !(this.closedWith || this.drained)) return;
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const wake of waiters) wake();
   }
 
   /** Feeds one received message. Protocol errors close this session only. */
@@ -254,6 +287,7 @@ export class TunnelSession implements StreamHost {
     for (const stream of [...this.streams.values()]) stream.receiveReset(lost);
     this.ready.length = 0;
     this.opts.onClose?.(err);
+    this.checkDrained();
   }
 
   // ---- receiving ---------------------------------------------------------
@@ -305,8 +339,13 @@ export class TunnelSession implements StreamHost {
         }
         return;
       case FrameType.GOAWAY:
-        this.goingAway = true;
+        if (this.receivedGoaway) return;
+        this.receivedGoaway = true;
+        // Answering with our own GOAWAY tells the peer that every stream we
+        // opened was sent before this point: it can close once they finish.
+        this.goaway(ErrorCodes.GOING_AWAY, 'acknowledged');
         this.opts.onGoaway?.(frame);
+        this.checkDrained();
         return;
       case FrameType.HELLO:
       case FrameType.WELCOME:
@@ -323,8 +362,10 @@ export class TunnelSession implements StreamHost {
       throw new ProtocolError(`REQUEST reuses stream id ${frame.streamId} (last was ${this.lastPeerId})`);
     }
     this.lastPeerId = frame.streamId;
-    if (this.streams.size >= this.opts.localMaxStreams || this.goingAway) {
-      const info = this.goingAway ? ErrorCodes.GOING_AWAY : ErrorCodes.TOO_MANY_STREAMS;
+    // After *our* GOAWAY a REQUEST is still served: the peer sent it before
+    // it saw ours. After the peer's own GOAWAY it promised to open none.
+    if (this.streams.size >= this.opts.localMaxStreams || this.receivedGoaway) {
+      const info = this.receivedGoaway ? ErrorCodes.GOING_AWAY : ErrorCodes.TOO_MANY_STREAMS;
       this.sendFrame({ type: FrameType.RESET, streamId: frame.streamId, code: info.wire, message: info.message });
       this.rememberReset(frame.streamId);
       return;
@@ -420,6 +461,7 @@ export class TunnelSession implements StreamHost {
 
   streamClosed(stream: TunnelStream): void {
     if (this.streams.delete(stream.id) && this.isLocal(stream.id)) this.localOpen--;
+    if (this.goingAway) this.checkDrained();
   }
 
   private isLocal(id: number): boolean {

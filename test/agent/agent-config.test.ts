@@ -28,8 +28,9 @@ describe('loadAgentConfig', () => {
 
   it('applies defaults', () => {
     const c = loadAgentConfig(base);
-    expect(c.connections).toBe(1);
+    expect(c.connections).toBe(2);
     expect(c.heartbeatMs).toBe(10_000);
+    expect(c.drainTimeoutMs).toBe(30_000);
     expect(c.statusPort).toBeUndefined();
     expect(c.credential).toBeUndefined();
     expect(c.policy).toBeUndefined();
@@ -55,6 +56,7 @@ describe('loadAgentConfig', () => {
     ['POSTERN_STATUS_PORT', { ...base, POSTERN_STATUS_PORT: 'http' }, /POSTERN_STATUS_PORT: expected a whole number/],
     ['POSTERN_STATUS_PORT', { ...base, POSTERN_STATUS_PORT: '70000' }, /POSTERN_STATUS_PORT: 70000 is outside/],
     ['POSTERN_CONNECTIONS', { ...base, POSTERN_CONNECTIONS: '0' }, /POSTERN_CONNECTIONS: 0 is outside/],
+    ['POSTERN_DRAIN_TIMEOUT_MS', { ...base, POSTERN_DRAIN_TIMEOUT_MS: '5s' }, /POSTERN_DRAIN_TIMEOUT_MS: expected a whole number/],
     ['POSTERN_ALLOW', { ...base, POSTERN_ALLOW: '/nonexistent/allow.json' }, /POSTERN_ALLOW: cannot read/],
   ];
   it.each(bad)('names %s when it is wrong', (setting, env, message) => {

@@ -14,12 +14,14 @@ export function cliPath(): string {
 /**
  * Compiles the sources once into .test-build/ (inside the repo so the
  * output resolves node_modules like dist/ does) and returns the CLI's path.
- * CLI tests run the real compiled `postern` as a child process.
+ * CLI tests run the real compiled `postern` as a child process. Only the
+ * product's own directories (tsconfig.cli.json): the bench is not needed,
+ * and the whole tree's types are checked by test/typecheck.test.ts.
  */
 export function buildCli(): string {
   const out = join(root, '.test-build');
   const cli = join(out, 'cli', 'postern.js');
-  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.build.json'), '--outDir', out], {
+  execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', join(root, 'tsconfig.cli.json'), '--outDir', out], {
     stdio: 'inherit',
   });
   if (!existsSync(cli)) throw new Error(`build did not produce ${cli}`);

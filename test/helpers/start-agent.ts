@@ -22,8 +22,8 @@ export interface StartedAgent {
 }
 
 /**
- * Starts an in-process agent with fast reconnects (50 ms base, 500 ms cap)
- * so reconnect tests finish in well under a second.
+ * Starts an in-process agent with one tunnel and fast reconnects (50 ms
+ * base, 500 ms cap) so reconnect tests finish in well under a second.
  */
 export async function startAgent(opts: StartAgentOptions): Promise<StartedAgent> {
   const config = loadAgentConfig({
@@ -33,6 +33,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<StartedAgent>
     TOOL_URL: opts.toolUrl,
     POSTERN_RECONNECT_BASE_MS: '50',
     POSTERN_RECONNECT_MAX_MS: '500',
+    // Most tests reason about one tunnel; those about several (and the
+    // default of 2) set POSTERN_CONNECTIONS themselves.
+    POSTERN_CONNECTIONS: '1',
     ...opts.env,
   });
   const agent = new PosternAgent(config, testLogger('postern-agent'));

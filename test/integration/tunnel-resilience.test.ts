@@ -182,7 +182,9 @@ describe('heartbeats', () => {
     cleanup.add(() => raw.terminate());
     const started = performance.now();
     const closed = new Promise<number>((resolve) => raw.once('close', (code: number) => resolve(code)));
-    expect(await within(closed, 5_000, 'the server to give up on the silent agent')).toBe(CloseCodes.HEARTBEAT_TIMEOUT);
+    // Dropped without a close handshake (1006 on this side): a peer that
+    // stopped answering pings would not answer that either.
+    expect(await within(closed, 5_000, 'the server to give up on the silent agent')).toBe(1006);
     // Two intervals, plus slack for timers on a loaded CI box.
     expect(performance.now() - started).toBeLessThan(2 * 200 + 400);
     await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 1, 'the silent tunnel to leave the registry');

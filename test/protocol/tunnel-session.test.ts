@@ -40,6 +40,8 @@ const raw = {
     encodeFrame({ type: FrameType.WINDOW_UPDATE, streamId, increment }),
   ping: (id: number): Uint8Array => encodeFrame({ type: FrameType.PING, id }),
   pong: (id: number): Uint8Array => encodeFrame({ type: FrameType.PONG, id }),
+  goaway: (lastStreamId = 0, message = 'draining'): Uint8Array =>
+    encodeFrame({ type: FrameType.GOAWAY, lastStreamId, code: ErrorCodes.GOING_AWAY.wire, message }),
 };
 
 /** Bytes of DATA a transport carried, optionally for one stream. */
@@ -949,12 +951,84 @@ describe('TunnelSession GOAWAY', () => {
     expect(second.response?.status).toBe(200);
   });
 
-  it('resets with GOING_AWAY a REQUEST that arrives after it sent GOAWAY', () => {
+  it('still serves a REQUEST that arrives after its own GOAWAY (the peer sent it before it saw ours)', () => {
     const lone = createLoneSession('agent');
-    lone.session.goaway();
+    lone.session.goaway(ErrorCodes.GOING_AWAY, 'agent draining');
+    lone.session.receive(raw.request(1, true));
+    expect(lone.incoming).toHaveLength(1);
+    expect(lone.transport.framesOfType(FrameType.RESET)).toHaveLength(0);
+  });
+
+  it("resets with GOING_AWAY a REQUEST that arrives after the peer's own GOAWAY", () => {
+    const lone = createLoneSession('agent');
+    lone.session.receive(raw.goaway());
     lone.session.receive(raw.request(1));
     expect(lone.incoming).toHaveLength(0);
     expect(lone.transport.framesOfType(FrameType.RESET)[0]).toMatchObject({ streamId: 1, code: ErrorCodes.GOING_AWAY.wire });
     expect(lone.session.closed).toBe(false);
+  });
+
+  it("answers the peer's GOAWAY with its own, once", () => {
+    const lone = createLoneSession('server');
+    lone.session.receive(raw.goaway(0, 'agent draining'));
+    lone.session.receive(raw.goaway(0, 'again'));
+    const sent = lone.transport.framesOfType(FrameType.GOAWAY);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.message).toBe('acknowledged');
+    expect(lone.session.goingAway).toBe(true);
+  });
+
+  it('sends GOAWAY only once however often goaway() is called', () => {
+    const lone = createLoneSession('server');
+    lone.session.goaway();
+    lone.session.goaway();
+    expect(lone.transport.framesOfType(FrameType.GOAWAY)).toHaveLength(1);
+  });
+
+  it('is drained only when GOAWAY went both ways and its last stream closed', async () => {
+    const p = createSessionPair();
+    const stream = p.server.openStream('GET', '/slow', [], true);
+    await settle();
+    let drained = false;
+    void p.agent.whenDrained().then(() => (drained = true));
+    p.agent.goaway(ErrorCodes.GOING_AWAY, 'agent draining');
+    await settle();
+    // The server acknowledged, but a stream is still open on both sides.
+    expect(p.server.goingAway).toBe(true);
+    expect(p.agent.drained).toBe(false);
+    expect(p.server.drained).toBe(false);
+    expect(drained).toBe(false);
+
+    p.incoming[0]!.respond(200, [], false);
+    p.incoming[0]!.sink.end(patternBytes(10));
+    expect((await readAll(stream.body)).byteLength).toBe(10);
+    await settle();
+    expect(p.agent.drained).toBe(true);
+    expect(p.server.drained).toBe(true);
+    expect(drained).toBe(true);
+    expect(p.agent.closed).toBe(false);
+  });
+
+  it('is not drained by its own GOAWAY alone, however idle', async () => {
+    const lone = createLoneSession('agent');
+    let drained = false;
+    void lone.session.whenDrained().then(() => (drained = true));
+    lone.session.goaway();
+    await settle();
+    expect(lone.session.drained).toBe(false);
+    expect(drained).toBe(false);
+    lone.session.receive(raw.goaway());
+    await settle();
+    expect(drained).toBe(true);
+  });
+
+  it('releases whenDrained() waiters when the session closes instead', async () => {
+    const lone = createLoneSession('server');
+    lone.session.openStream('GET', '/', [], true);
+    const waiting = lone.session.whenDrained();
+    lone.session.goaway();
+    lone.session.close();
+    await expect(waiting).resolves.toBeUndefined();
+    expect(lone.session.drained).toBe(false);
   });
 });
