@@ -187,7 +187,9 @@ export class TunnelConnector {
       failure =
         res.statusCode === 401
           ? 'server refused the credentials (401): check CLIENT_ID and CLIENT_TOKEN'
-          : `server answered the upgrade with HTTP ${res.statusCode}: check PROXY_URL`;
+          : res.statusCode === 503
+            ? 'server is draining (503): dialling again'
+            : `server answered the upgrade with HTTP ${res.statusCode}: check PROXY_URL`;
       res.resume();
       ws.terminate();
     });

@@ -56,6 +56,7 @@ export const ErrorCodes = Object.freeze({
   BAD_REQUEST: def('POSTERN_ERR_BAD_REQUEST', 22, 'bad_request', 400, false, 'the request is malformed'),
   HEARTBEAT_TIMEOUT: def('POSTERN_ERR_HEARTBEAT_TIMEOUT', 23, 'tunnel_lost', 502, true, 'the peer stopped answering heartbeats'),
   HANDSHAKE: def('POSTERN_ERR_HANDSHAKE', 24, 'protocol_error', 502, false, 'the handshake failed'),
+  SERVER_DRAINING: def('POSTERN_ERR_SERVER_DRAINING', 25, 'server_draining', 503, true, 'this server is shutting down; send the request again'),
 });
 
 export type ErrorCodeName = keyof typeof ErrorCodes;

@@ -20,6 +20,8 @@ export interface AgentEndpointOptions {
   config: ServerConfig;
   store: ClientStore;
   registry: TunnelRegistry;
+  /** True while the server drains: new tunnels are refused (503) so agents dial another replica. */
+  draining: () => boolean;
 }
 
 /** Header the agent names its client with; the token travels as Bearer. */
@@ -35,6 +37,13 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
   const { config, store, registry } = opts;
 
   const authenticate = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (opts.draining()) {
+      await reply
+        .code(503)
+        .header('retry-after', '1')
+        .send({ error: ErrorCodes.SERVER_DRAINING.error, message: ErrorCodes.SERVER_DRAINING.message, requestId: req.id });
+      return;
+    }
     const clientId = req.headers[CLIENT_ID_HEADER];
     const auth = req.headers.authorization;
     const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
@@ -91,6 +100,10 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
           onClose: (err) => {
             if (conn) registry.remove(conn);
             log.info({ reason: err?.message, code: err?.code }, 'agent disconnected');
+          },
+          onGoaway: (frame) => {
+            // An acknowledgement of our own GOAWAY is routine; an agent's own is worth a line.
+            if (frame.message !== 'acknowledged') log.info({ message: frame.message }, 'agent is draining this tunnel');
           },
         });
         conn = {

@@ -52,10 +52,23 @@ export function parseIngressUrl(url: string): { clientId: string; path: string }
  * the caller never sees a complete-looking body.
  */
 export class Ingress {
+  /**
+   * Set when the server drains (SIGTERM): requests already here finish, new
+   * ones are refused with server_draining, and every response from now on
+   * closes its connection, so callers' next requests open new connections
+   * that the load balancer sends to a live replica.
+   */
+  draining = false;
+
   constructor(private readonly opts: IngressOptions) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     const requestId = nanoid(16);
+    if (this.draining) {
+      res.shouldKeepAlive = false;
+      sendError(res, ErrorCodes.SERVER_DRAINING, requestId);
+      return;
+    }
     const parsed = parseIngressUrl(req.url ?? '');
     if (!parsed) {
       sendError(res, ErrorCodes.UNKNOWN_CLIENT, requestId, 'expected /t/<clientId>/<path>');
@@ -87,7 +100,7 @@ export class Ingress {
       sendError(res, ErrorCodes.BODY_TOO_LARGE, requestId, `body of ${contentLength} bytes is over the limit of ${config.maxBodyBytes}`);
       return;
     }
-    new IngressExchange(this.opts, req, res, requestId, clientId, path, hasBody).start();
+    new IngressExchange(this, this.opts, req, res, requestId, clientId, path, hasBody).start();
   }
 }
 
@@ -106,6 +119,7 @@ class IngressExchange {
   private bodyStarted = false;
 
   constructor(
+    private readonly ingress: Ingress,
     private readonly opts: IngressOptions,
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
@@ -206,6 +220,7 @@ class IngressExchange {
     const stream = this.stream!;
     const headers = stripHopByHop(head.headers);
     headers.push(REQUEST_ID_HEADER, this.requestId);
+    if (this.ingress.draining) this.res.shouldKeepAlive = false;
     try {
       this.res.writeHead(head.status, headers);
     } catch (err) {
@@ -286,6 +301,7 @@ class IngressExchange {
 
   private fail(info: ErrorCodeInfo, message?: string): void {
     countError(this.counters, info);
+    if (this.ingress.draining) this.res.shouldKeepAlive = false;
     this.opts.logger.warn(
       { clientId: this.clientId, requestId: this.requestId, code: info.code, status: info.status },
       'ingress request failed',

@@ -50,6 +50,7 @@ export class PosternServer {
   private readonly log: Logger;
   private listening = false;
   private draining = false;
+  private closing: Promise<void> | undefined;
 
   constructor(
     readonly config: ServerConfig,
@@ -70,7 +71,12 @@ export class PosternServer {
       options: { maxPayload: config.maxFrameSize, perMessageDeflate: false },
     });
     this.publicApp.get('/healthz', async () => ({ ok: true }));
-    this.publicApp.register(agentEndpoint, { config, store: this.store, registry: this.registry });
+    this.publicApp.register(agentEndpoint, {
+      config,
+      store: this.store,
+      registry: this.registry,
+      draining: () => this.draining,
+    });
 
     this.ingress = new Ingress({
       config,
@@ -148,25 +154,64 @@ export class PosternServer {
   }
 
   /**
-   * Drains and stops: GOAWAY to every agent (no new streams go to them),
-   * in-flight streams get up to `drainTimeoutMs` to finish, then tunnels and
-   * listeners close.
+   * Drains and stops (SIGTERM). In order:
+   * 1. The private listener stops accepting connections; a new request on a
+   *    kept-alive one gets 503 server_draining, and every response closes
+   *    its connection. New agent tunnels are refused with 503. Callers and
+   *    agents thus move to another replica.
+   * 2. GOAWAY to every tunnel: no new streams; each agent dials its
+   *    replacement (elsewhere) and acknowledges.
+   * 3. Streams in flight get up to `drainTimeoutMs` to finish.
+   * 4. Tunnels close (what is left is cut off), then the listeners.
+   * Idempotent: a second call returns the first one's promise.
    */
-  async close(drainTimeoutMs = this.config.drainTimeoutMs): Promise<void> {
+  close(drainTimeoutMs = this.config.drainTimeoutMs): Promise<void> {
+    this.closing ??= this.drainAndStop(drainTimeoutMs);
+    return this.closing;
+  }
+
+  private async drainAndStop(drainTimeoutMs: number): Promise<void> {
     this.draining = true;
-    for (const conn of this.registry.all()) conn.session.goaway();
-    const deadline = Date.now() + drainTimeoutMs;
-    // Every connection, not only those that got GOAWAY: agents dial their
-    // replacement tunnel while we drain, and requests that arrive meanwhile
-    // run on it; they too get the drain time rather than being cut off.
-    while (Date.now() < deadline && this.registry.all().some((c) => !c.session.closed && c.session.activeStreams > 0)) {
-      await new Promise((r) => setTimeout(r, 50));
+    this.ingress.draining = true;
+    const privateServer = this.privateApp.server;
+    // fastify stops accepting and closes idle connections; it resolves once
+    // every connection is gone, which keep-alive callers delay (see below).
+    const privateClosed = this.privateApp.close().catch(() => undefined);
+    const conns = this.registry.all();
+    for (const conn of conns) conn.session.goaway();
+    const inFlight = conns.reduce((n, c) => n + c.session.activeStreams, 0);
+    if (conns.length > 0) this.log.info({ tunnels: conns.length, streams: inFlight, drainTimeoutMs }, 'draining tunnels');
+    const drained = await settleWithin(
+      Promise.all(conns.map((c) => c.session.whenDrained())),
+      drainTimeoutMs,
+    );
+    if (!drained) {
+      const left = conns.reduce((n, c) => n + c.session.activeStreams, 0);
+      this.log.warn({ streams: left, drainTimeoutMs }, 'drain deadline passed: cutting off the streams left');
     }
     for (const conn of this.registry.all()) {
       conn.session.close(new TunnelError(ErrorCodes.GOING_AWAY, 'server shutting down'), CloseCodes.SHUTDOWN);
     }
-    await Promise.allSettled([this.privateApp.close(), this.publicApp.close()]);
+    // Responses sent before the drain kept their connections alive: those
+    // are idle now. What is still busy gets a moment to flush, then goes.
+    privateServer.closeIdleConnections();
+    if (!(await settleWithin(privateClosed, CONNECTION_GRACE_MS))) privateServer.closeAllConnections();
+    await Promise.allSettled([privateClosed, this.publicApp.close()]);
     this.store.close();
+  }
+}
+
+/** After the drain, how long busy caller connections get to flush their last bytes. */
+const CONNECTION_GRACE_MS = 2_000;
+
+/** True if `p` settles within `ms`, false if the time ran out first. */
+async function settleWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
+  try {
+    return await Promise.race([p.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpRequest, type Agent, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 
 export interface SendOptions {
@@ -13,6 +13,8 @@ export interface SendOptions {
   onData?: (bytesSoFar: number) => void;
   /** Fails the call when no response head came by then. Default 15000 ms. */
   timeoutMs?: number;
+  /** A keep-alive agent, for tests about connection reuse. Default: a fresh connection. */
+  agent?: Agent;
 }
 
 /** A response as the caller saw it, including how it ended. */
@@ -60,7 +62,7 @@ export function send(url: string, opts: SendOptions = {}): Promise<SendResult> {
       method: opts.method ?? 'GET',
       path: rawPath,
       headers,
-      agent: false,
+      agent: opts.agent ?? false,
     });
     const timer = setTimeout(() => {
       req.destroy(new Error(`no response head within ${opts.timeoutMs ?? 15_000} ms`));

@@ -1,3 +1,4 @@
+import { Agent } from 'node:http';
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeFrame, decodeFrame } from '../../protocol/codec.js';
@@ -86,27 +87,85 @@ describe('replay and draining', () => {
     expect(res.body.toString()).toBe('finished during drain');
   });
 
-  it('serves a request that arrives while the server drains, on the tunnel the agent opened in reply to GOAWAY', async () => {
-    const firstArrived = deferred();
+  it('drains a server: in-flight requests finish (their responses close the connection), new connections and tunnels are refused', async () => {
+    const arrived = deferred();
     const t = await startTunnel(cleanup, {
       handler: async ({ req, res }) => {
-        if (req.url === '/first') firstArrived.resolve();
-        // The late request outlives the first one: the drain must wait for it too.
-        await new Promise((r) => setTimeout(r, req.url === '/first' ? 300 : 700));
+        if (req.url === '/warm') return void res.end('warm');
+        arrived.resolve();
+        await new Promise((r) => setTimeout(r, 400));
+        res.end('finished during drain');
+      },
+    });
+    const keepAlive = new Agent({ keepAlive: true, maxSockets: 2 });
+    cleanup.add(() => keepAlive.destroy());
+    expect((await send(t.url('/warm'), { agent: keepAlive })).headers.connection).toBe('keep-alive');
+    const pending = send(t.url('/in-flight'), { method: 'POST', body: 'not idempotent', agent: keepAlive });
+    await within(arrived.promise, 5_000, 'request at the tool');
+    const closing = t.server.close(5_000);
+    await new Promise((r) => setTimeout(r, 50));
+
+    // No new caller connections: the load balancer sends them to a live replica.
+    await expect(send(t.url('/new'))).rejects.toThrow(/ECONNREFUSED/);
+    // No new tunnels either: the agent's replacement must go elsewhere.
+    const upgrade = new WebSocket(`${t.server.publicUrl.replace('http', 'ws')}/v1/tunnel`, {
+      headers: { authorization: `Bearer ${t.clientToken}`, 'x-postern-client-id': t.clientId },
+    });
+    upgrade.on('error', () => {}); // terminated before it opened: expected
+    cleanup.add(() => upgrade.terminate());
+    const refused = await within(
+      new Promise<number>((resolve) => upgrade.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0))),
+      5_000,
+      'the upgrade answer',
+    );
+    expect(refused).toBe(503);
+
+    const res = await within(pending, 10_000, 'in-flight response');
+    expect([res.status, res.body.toString(), res.complete]).toEqual([200, 'finished during drain', true]);
+    // The caller's next request opens a new connection (to another replica).
+    expect(res.headers.connection).toBe('close');
+    await within(closing, 10_000, 'the drain to end');
+  });
+
+  it('answers a request that reaches a draining ingress with 503 server_draining and closes the connection', async () => {
+    const t = await startTunnel(cleanup);
+    t.server.server.ingress.draining = true;
+    const res = await sendJson(t.url('/late'));
+    expect(res.status).toBe(503);
+    expect(res.json.error).toBe('server_draining');
+    expect(res.headers['retry-after']).toBe('1');
+    expect(res.headers.connection).toBe('close');
+    // Nothing went to the tool: any method is safe to send again.
+    expect(t.upstream.requests).toHaveLength(0);
+  });
+
+  it('an agent drain (SIGTERM) finishes the requests in flight, then the server routes new ones to the other agent', async () => {
+    const arrived = deferred();
+    const t = await startTunnel(cleanup, {
+      handler: async ({ req, res }) => {
+        if (req.url === '/slow') {
+          arrived.resolve();
+          await new Promise((r) => setTimeout(r, 400));
+        }
         res.end(`done ${req.url}`);
       },
     });
-    const first = send(t.url('/first'), { method: 'POST', body: 'a' });
-    await within(firstArrived.promise, 5_000, 'first request at the tool');
-    const closing = t.server.close(5_000);
-    await new Promise((r) => setTimeout(r, 50));
-    const late = send(t.url('/late'), { method: 'POST', body: 'b' });
-    const [a, b] = await within(Promise.all([first, late]), 10_000, 'both responses');
-    await closing;
-    expect([a.status, a.body.toString()]).toEqual([200, 'done /first']);
-    // Not cut off with tunnel_lost while the drain time had not run out.
-    expect([b.status, b.body.toString()]).toEqual([200, 'done /late']);
-    expect(b.complete).toBe(true);
+    // /slow goes to the first agent (the only one yet), then a second one joins.
+    const slow = send(t.url('/slow'), { method: 'POST', body: 'x' });
+    await within(arrived.promise, 5_000, 'the slow request at the tool');
+    const first = t.server.server.registry.connections(t.clientId)[0]!;
+    const other = await t.startAgent();
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 2, 'two agents');
+
+    const drained = t.agent.agent.drain(5_000);
+    await waitUntil(() => first.session.goingAway, 'the server to see the GOAWAY');
+    const during = await Promise.all(Array.from({ length: 5 }, (_, i) => send(t.url(`/during${i}`), { method: 'POST', body: 'y' })));
+    expect(during.map((r) => r.status)).toEqual([200, 200, 200, 200, 200]);
+    const res = await within(slow, 5_000, 'the slow response');
+    expect([res.status, res.body.toString(), res.complete]).toEqual([200, 'done /slow', true]);
+    await within(drained, 5_000, 'the agent drain');
+    expect(t.agent.agent.connectors[0]!.state).toBe('stopped');
+    expect(other.agent.ready).toBe(true);
   });
 });
 

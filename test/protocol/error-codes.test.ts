@@ -29,6 +29,7 @@ const EXPECTED: Record<ErrorCodeName, { wire: number; status: number; error: str
   BAD_REQUEST: { wire: 22, status: 400, error: 'bad_request', retryable: false },
   HEARTBEAT_TIMEOUT: { wire: 23, status: 502, error: 'tunnel_lost', retryable: true },
   HANDSHAKE: { wire: 24, status: 502, error: 'protocol_error', retryable: false },
+  SERVER_DRAINING: { wire: 25, status: 503, error: 'server_draining', retryable: true },
 };
 
 const names = Object.keys(ErrorCodes) as ErrorCodeName[];
@@ -103,7 +104,7 @@ describe('ErrorCodes', () => {
 });
 
 describe('errorCodeFromWire', () => {
-  it.each([6, 9, 25, 999, 0xffff, -1, 1.5])('maps unknown wire value %s to INTERNAL', (wire) => {
+  it.each([6, 9, 26, 999, 0xffff, -1, 1.5])('maps unknown wire value %s to INTERNAL', (wire) => {
     expect(errorCodeFromWire(wire)).toBe(ErrorCodes.INTERNAL);
   });
 });
