@@ -116,6 +116,9 @@ class IngressExchange {
   private attempts = 0;
   private finished = false;
   private responseTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  /** Body bytes moved (both ways) when the idle timer last looked. */
+  private idleMark = -1;
   private bodyStarted = false;
 
   constructor(
@@ -188,7 +191,32 @@ class IngressExchange {
     this.responseTimer = setTimeout(() => {
       stream.reset(ErrorCodes.UPSTREAM_TIMEOUT, `no response head within ${config.responseTimeoutMs} ms`);
     }, config.responseTimeoutMs);
+    if (config.streamIdleTimeoutMs > 0) this.armIdleTimer(stream);
     if (this.hasBody) this.pipeRequestBody(stream);
+  }
+
+  /**
+   * Resets a stream on which no body byte moved either way for
+   * streamIdleTimeoutMs (an upload or a download that stalled without the
+   * connection dropping). Checked once per period against a byte count, not
+   * re-armed per chunk: a timer per chunk would cost the hot path for a
+   * limit measured in minutes. So a stall is found between one and two
+   * periods after it began. Waiting for the response head once the request
+   * is fully sent is not idleness: POSTERN_RESPONSE_TIMEOUT_MS covers it.
+   */
+  private armIdleTimer(stream: TunnelStream): void {
+    const ms = this.opts.config.streamIdleTimeoutMs;
+    this.idleTimer = setTimeout(() => {
+      const moved = stream.bytesIn + stream.bytesOut;
+      const awaitingHead = !stream.response && (!this.hasBody || this.req.complete);
+      if (moved === this.idleMark && !awaitingHead) {
+        stream.reset(ErrorCodes.UPSTREAM_TIMEOUT, `no data moved on the stream for ${ms} ms (POSTERN_STREAM_IDLE_TIMEOUT_MS)`);
+        return;
+      }
+      this.idleMark = moved;
+      this.armIdleTimer(stream);
+    }, ms);
+    this.idleTimer.unref();
   }
 
   private pipeRequestBody(stream: TunnelStream): void {
@@ -270,6 +298,7 @@ class IngressExchange {
 
   private onReset(err: TunnelError): void {
     clearTimeout(this.responseTimer);
+    clearTimeout(this.idleTimer);
     if (this.cancelled || this.finished) return;
     const stream = this.stream;
     const noResponseYet = !stream?.response && !this.res.headersSent;
@@ -313,6 +342,7 @@ class IngressExchange {
     if (this.finished) return;
     this.finished = true;
     clearTimeout(this.responseTimer);
+    clearTimeout(this.idleTimer);
     this.counters.inFlight--;
     this.counters.requests++;
     if (this.stream) {

@@ -27,6 +27,11 @@ export interface ServerConfig {
   maxBodyBytes: number;
   /** Time to wait for the agent's response head (504 after). Default 120000. */
   responseTimeoutMs: number;
+  /**
+   * A stream on which no body byte moved either way for this long is reset:
+   * 504 before the response head, cut off after it. 0 = never. Default 300000.
+   */
+  streamIdleTimeoutMs: number;
   /** How long draining on shutdown lets in-flight streams finish. Default 30000. */
   drainTimeoutMs: number;
   /** Largest tunnel frame accepted. Default 1 MiB. */
@@ -46,6 +51,7 @@ export const serverDefaults: ServerConfig = Object.freeze({
   maxHeaderBytes: 16 * 1024,
   maxBodyBytes: 0,
   responseTimeoutMs: 120_000,
+  streamIdleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
   maxFrameSize: Defaults.maxFrameSize,
 });
@@ -64,6 +70,7 @@ export const serverEnvNames: Record<keyof ServerConfig, string> = {
   maxHeaderBytes: 'POSTERN_MAX_HEADER_BYTES',
   maxBodyBytes: 'POSTERN_MAX_BODY_BYTES',
   responseTimeoutMs: 'POSTERN_RESPONSE_TIMEOUT_MS',
+  streamIdleTimeoutMs: 'POSTERN_STREAM_IDLE_TIMEOUT_MS',
   drainTimeoutMs: 'POSTERN_DRAIN_TIMEOUT_MS',
   maxFrameSize: 'POSTERN_MAX_FRAME_SIZE',
 };
@@ -78,6 +85,7 @@ const ranges: Partial<Record<keyof ServerConfig, [number, number]>> = {
   maxHeaderBytes: [1024, 1024 * 1024],
   maxBodyBytes: [0, Number.MAX_SAFE_INTEGER],
   responseTimeoutMs: [100, 3_600_000],
+  streamIdleTimeoutMs: [0, 86_400_000],
   drainTimeoutMs: [0, 3_600_000],
   maxFrameSize: [64 * 1024, 64 * 1024 * 1024],
 };

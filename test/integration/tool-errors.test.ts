@@ -77,6 +77,70 @@ describe('tool failures as the caller sees them', () => {
     await within(toolSawClose.promise, 5_000, 'tool request to be cancelled');
   });
 
+  it('cuts off a response whose body stalls for POSTERN_STREAM_IDLE_TIMEOUT_MS, and cancels the tool request', async () => {
+    const toolSawClose = deferred();
+    const t = await startTunnel(cleanup, {
+      server: { env: { POSTERN_STREAM_IDLE_TIMEOUT_MS: '200' } },
+      handler: async ({ res }) => {
+        res.writeHead(200, { 'content-length': '1000' });
+        res.write(Buffer.alloc(100, 1));
+        // Then nothing, without closing: a stall, not a failure.
+        await new Promise((r) => res.on('close', r));
+        toolSawClose.resolve();
+      },
+    });
+    const started = performance.now();
+    const res = await send(t.url('/stalls'), { keepBody: false });
+    expect(res.status).toBe(200);
+    expect(res.complete).toBe(false);
+    expect(res.bytes).toBe(100);
+    // Found between one and two periods after the last byte.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(190);
+    await within(toolSawClose.promise, 5_000, 'the tool request to be cancelled');
+    await waitUntil(() => t.server.server.stats.for(t.clientId).inFlight === 0, 'the stream to be freed');
+  });
+
+  it('answers 504 upstream_timeout when an upload stalls for POSTERN_STREAM_IDLE_TIMEOUT_MS before any answer', async () => {
+    const t = await startTunnel(cleanup, {
+      server: { env: { POSTERN_STREAM_IDLE_TIMEOUT_MS: '200' } },
+      handler: async ({ req, res }) => {
+        req.resume();
+        await new Promise((r) => req.on('end', r));
+        res.end('never reached');
+      },
+    });
+    const url = new URL(t.url('/upload'));
+    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        { host: url.hostname, port: url.port, path: url.pathname, method: 'PUT', headers: { 'content-length': '1000' }, agent: false },
+        (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        },
+      );
+      req.on('error', reject);
+      cleanup.add(() => req.destroy());
+      req.write(Buffer.alloc(100, 1)); // and never the other 900 bytes
+    });
+    const res = await within(answer, 5_000, 'the 504');
+    expect(res.status).toBe(504);
+    expect(JSON.parse(res.body)).toMatchObject({ error: 'upstream_timeout' });
+    expect(JSON.parse(res.body).message).toMatch(/POSTERN_STREAM_IDLE_TIMEOUT_MS/);
+  });
+
+  it('does not count waiting for the response head as idleness (that is POSTERN_RESPONSE_TIMEOUT_MS)', async () => {
+    const t = await startTunnel(cleanup, {
+      server: { env: { POSTERN_STREAM_IDLE_TIMEOUT_MS: '100' } },
+      handler: async ({ res }) => {
+        await new Promise((r) => setTimeout(r, 500));
+        res.end('slow but fine');
+      },
+    });
+    const res = await send(t.url('/slow-head'));
+    expect([res.status, res.body.toString()]).toEqual([200, 'slow but fine']);
+  });
+
   it('cuts the response off at the caller when the tool breaks its body mid-way', async () => {
     const total = 1024 * 1024;
     const t = await startTunnel(cleanup, {

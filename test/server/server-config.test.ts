@@ -9,6 +9,13 @@ describe('loadServerConfig', () => {
     expect(c.ingressPort).toBe(8081);
     expect(c.agentWaitMs).toBe(5000);
     expect(c.dataDir).toBe('./data');
+    expect(c.streamIdleTimeoutMs).toBe(300_000);
+    expect(c.drainTimeoutMs).toBe(30_000);
+  });
+
+  it('takes 0 for the stream idle timeout (off) and refuses a unit suffix', () => {
+    expect(loadServerConfig({ POSTERN_STREAM_IDLE_TIMEOUT_MS: '0' }).streamIdleTimeoutMs).toBe(0);
+    expect(() => loadServerConfig({ POSTERN_STREAM_IDLE_TIMEOUT_MS: '5m' })).toThrow(/^POSTERN_STREAM_IDLE_TIMEOUT_MS: expected a whole number/);
   });
 
   it('reads the environment, and flags win over it', () => {
