@@ -14,16 +14,21 @@ export async function runServer(flags: Partial<Record<keyof ServerConfig, string
     );
   }
   await server.listen();
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
+  // First signal: drain (see PosternServer.close). A second one while
+  // draining: exit now, cutting off whatever is still in flight.
+  let draining = false;
+  const onSignal = (signal: string): void => {
+    if (draining) {
+      logger.warn({ signal }, 'second signal: exiting without waiting for requests in flight');
+      process.exit(1);
+    }
+    draining = true;
     logger.info({ signal, drainTimeoutMs: config.drainTimeoutMs }, 'draining');
     void server.close().then(() => {
       logger.info('stopped');
       process.exit(0);
     });
   };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
 }
