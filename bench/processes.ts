@@ -61,6 +61,14 @@ export interface SpawnOptions {
   env?: NodeJS.ProcessEnv;
   /** Extra node flags (e.g. --cpu-prof). */
   nodeArgs?: string[];
+  /**
+   * URL of the module preloaded to tie the child's life to this process;
+   * default dist/bench/parent-watch.js. Tests, which run from source, pass
+   * bench/parent-watch.ts (Node 24 strips its types).
+   */
+  parentWatch?: string;
+  /** Output lines kept for errors and `jsonLines()`. Default 30. */
+  keepLines?: number;
 }
 
 /**
@@ -72,13 +80,16 @@ export class Child {
   readonly proc: ChildProcess;
   readonly name: string;
   private readonly tail: string[] = [];
+  private readonly keepLines: number;
   private readonly lineWaiters = new Set<(line: string) => void>();
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
 
   constructor(opts: SpawnOptions) {
     this.name = opts.name;
-    this.proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', PARENT_WATCH, ...opts.args], {
+    this.keepLines = opts.keepLines ?? 30;
+    const watch = opts.parentWatch ?? PARENT_WATCH;
+    this.proc = spawn(process.execPath, [...(opts.nodeArgs ?? []), '--import', watch, ...opts.args], {
       env: { ...process.env, ...opts.env },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     });
@@ -101,7 +112,7 @@ export class Child {
           const line = buf.slice(0, i);
           buf = buf.slice(i + 1);
           this.tail.push(line);
-          if (this.tail.length > 30) this.tail.shift();
+          if (this.tail.length > this.keepLines) this.tail.shift();
           for (const w of this.lineWaiters) w(line);
         }
       });
@@ -118,6 +129,20 @@ export class Child {
 
   lastLines(): string {
     return this.tail.map((l) => `  [${this.name}] ${l}`).join('\n');
+  }
+
+  /** The kept output lines that are JSON objects (pino log lines), parsed, oldest first. */
+  jsonLines(): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const line of this.tail) {
+      if (!line.startsWith('{')) continue;
+      try {
+        out.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        // a line cut by the child's death
+      }
+    }
+    return out;
   }
 
   /** Waits for a JSON output line for which `match` returns a value. */
@@ -200,22 +225,49 @@ export interface ServerProc {
   cleanup(): void;
 }
 
-export async function startServer(nodeArgs: string[] = []): Promise<ServerProc> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'postern-bench-'));
-  tempDirs.add(dataDir);
-  const adminToken = randomBytes(24).toString('base64url');
+/** Where the postern CLI is: default dist/'s. Tests pass the one they compiled. */
+export interface CliLocation {
+  /** Path of postern.js. */
+  bin?: string;
+  /** See SpawnOptions.parentWatch. */
+  parentWatch?: string;
+}
+
+/** Options of startServer beyond the bench's defaults; all optional. */
+export interface StartServerOptions extends CliLocation {
+  name?: string;
+  /** A data dir the caller owns (cleanup() leaves it); default a fresh temp dir. */
+  dataDir?: string;
+  /** Default 0 (any); an old server's ports to restart it there. */
+  port?: number;
+  ingressPort?: number;
+  /** Default a random one. */
+  adminToken?: string;
+  /** More environment (POSTERN_HEARTBEAT_MS, …); wins over the defaults above. */
+  env?: NodeJS.ProcessEnv;
+  keepLines?: number;
+}
+
+export async function startServer(nodeArgs: string[] = [], opts: StartServerOptions = {}): Promise<ServerProc> {
+  const ownDir = opts.dataDir === undefined;
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'postern-bench-'));
+  if (ownDir) tempDirs.add(dataDir);
+  const adminToken = opts.adminToken ?? randomBytes(24).toString('base64url');
   const child = new Child({
-    name: 'server',
-    args: [POSTERN_BIN, 'server'],
+    name: opts.name ?? 'server',
+    args: [opts.bin ?? POSTERN_BIN, 'server'],
     nodeArgs,
+    ...(opts.parentWatch !== undefined ? { parentWatch: opts.parentWatch } : {}),
+    ...(opts.keepLines !== undefined ? { keepLines: opts.keepLines } : {}),
     env: {
       POSTERN_HOST: '127.0.0.1',
-      POSTERN_PORT: '0',
-      POSTERN_INGRESS_PORT: '0',
+      POSTERN_PORT: String(opts.port ?? 0),
+      POSTERN_INGRESS_PORT: String(opts.ingressPort ?? 0),
       POSTERN_DATA_DIR: dataDir,
       POSTERN_ADMIN_TOKEN: adminToken,
       // The default level (info): it carries the "listening" line.
       POSTERN_LOG_LEVEL: 'info',
+      ...opts.env,
     },
   });
   const ports = await child.waitForJson(
@@ -229,6 +281,7 @@ export async function startServer(nodeArgs: string[] = []): Promise<ServerProc> 
     dataDir,
     ingressUrl: `http://127.0.0.1:${ports.ingressPort}`,
     cleanup: () => {
+      if (!ownDir) return;
       rmSync(dataDir, { recursive: true, force: true });
       tempDirs.delete(dataDir);
     },
@@ -287,20 +340,33 @@ export async function startAgent(
   server: ServerProc,
   creds: ClientCreds,
   toolUrl: string,
-  opts: { proxyUrl?: string; nodeArgs?: string[]; name?: string } = {},
+  opts: CliLocation & {
+    proxyUrl?: string;
+    nodeArgs?: string[];
+    name?: string;
+    /** More environment (POSTERN_CONNECTIONS, …); wins over the defaults. */
+    env?: NodeJS.ProcessEnv;
+    keepLines?: number;
+    /** Resolve only once the server lists the client as connected. Default true. */
+    waitConnected?: boolean;
+  } = {},
 ): Promise<Child> {
   const child = new Child({
     name: opts.name ?? 'agent',
-    args: [POSTERN_BIN, 'agent'],
+    args: [opts.bin ?? POSTERN_BIN, 'agent'],
     nodeArgs: opts.nodeArgs ?? [],
+    ...(opts.parentWatch !== undefined ? { parentWatch: opts.parentWatch } : {}),
+    ...(opts.keepLines !== undefined ? { keepLines: opts.keepLines } : {}),
     env: {
       CLIENT_ID: creds.clientId,
       CLIENT_TOKEN: creds.clientToken,
       PROXY_URL: opts.proxyUrl ?? `http://127.0.0.1:${server.port}`,
       TOOL_URL: toolUrl,
       POSTERN_LOG_LEVEL: 'info',
+      ...opts.env,
     },
   });
+  if (opts.waitConnected === false) return child;
   const exitedEarly = child.exited.then((e) => {
     throw new Error(`${child.name} exited (code ${e.code}) before connecting\n${child.lastLines()}`);
   });
