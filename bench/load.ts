@@ -1,4 +1,5 @@
 import { Agent, request, type IncomingMessage } from 'node:http';
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import autocannon, { type AutocannonResult } from 'autocannon';
 import { cpuSecondsOf, machineCpu, rssOf } from './processes.js';
 
@@ -12,6 +13,7 @@ export interface SmallGetResult {
   /** Latency percentiles in ms, from every response's own hrtime (µs precision). */
   p50Ms: number;
   p99Ms: number;
+  maxMs: number;
   meanMs: number;
   errors: number;
   timeouts: number;
@@ -32,9 +34,12 @@ function runAutocannon(
   connections: number,
   durationS: number,
   onLatency?: (ms: number) => void,
+  stopWhen?: Promise<unknown>,
 ): Promise<AutocannonResult> {
   return new Promise((resolve, reject) => {
+    let finished = false;
     const inst = autocannon({ url, connections, duration: durationS, timeout: 10 }, (err, result) => {
+      finished = true;
       if (err) reject(err);
       else resolve(result);
     });
@@ -43,7 +48,36 @@ function runAutocannon(
         if (status >= 200 && status < 300) onLatency(ms);
       });
     }
+    // autocannon notices stop() at its next 1 s sample tick: callers that
+    // need an exact window filter the latencies themselves.
+    void stopWhen?.then(() => {
+      if (!finished) inst.stop();
+    });
   });
+}
+
+/** Per-response latencies (ms), growing as needed; percentiles on demand. */
+class Latencies {
+  private lat = new Float64Array(1 << 16);
+  n = 0;
+
+  add(ms: number): void {
+    if (this.n === this.lat.length) {
+      const bigger = new Float64Array(this.lat.length * 2);
+      bigger.set(this.lat);
+      this.lat = bigger;
+    }
+    this.lat[this.n++] = ms;
+  }
+
+  summary(): { p50Ms: number; p99Ms: number; maxMs: number; meanMs: number } {
+    const n = this.n;
+    const sorted = this.lat.subarray(0, n).sort();
+    const pct = (p: number): number => (n === 0 ? Number.NaN : sorted[Math.min(n - 1, Math.floor((p / 100) * n))]!);
+    let sum = 0;
+    for (let i = 0; i < n; i++) sum += sorted[i]!;
+    return { p50Ms: pct(50), p99Ms: pct(99), maxMs: n ? sorted[n - 1]! : Number.NaN, meanMs: n ? sum / n : Number.NaN };
+  }
 }
 
 /** A warm-up run (discarded), then a measured run with per-response latency. */
@@ -55,19 +89,11 @@ export async function smallGet(
   pids: Record<string, number> = {},
 ): Promise<SmallGetResult> {
   if (warmupS > 0) await runAutocannon(url, connections, warmupS);
-  let lat = new Float64Array(1 << 16);
-  let n = 0;
+  const lat = new Latencies();
   const cpuBefore = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSecondsOf(pid)]));
   const m0 = machineCpu();
   const t0 = performance.now();
-  const result = await runAutocannon(url, connections, durationS, (ms) => {
-    if (n === lat.length) {
-      const bigger = new Float64Array(lat.length * 2);
-      bigger.set(lat);
-      lat = bigger;
-    }
-    lat[n++] = ms;
-  });
+  const result = await runAutocannon(url, connections, durationS, (ms) => lat.add(ms));
   const wallS = (performance.now() - t0) / 1000;
   const m1 = machineCpu();
   const stealPct = (100 * (m1.steal - m0.steal)) / Math.max(1, m1.total - m0.total);
@@ -77,23 +103,68 @@ export async function smallGet(
       return [k, { cores: used / wallS, usPerRequest: (used * 1e6) / Math.max(1, result.requests.total) }];
     }),
   );
-  const sorted = lat.subarray(0, n).sort();
-  const pct = (p: number): number => (n === 0 ? Number.NaN : sorted[Math.min(n - 1, Math.floor((p / 100) * n))]!);
-  let sum = 0;
-  for (let i = 0; i < n; i++) sum += sorted[i]!;
   return {
     connections,
     durationS: result.duration,
     requests: result.requests.total,
     rps: result.requests.total / result.duration,
-    p50Ms: pct(50),
-    p99Ms: pct(99),
-    meanMs: n ? sum / n : Number.NaN,
+    ...lat.summary(),
     errors: result.errors,
     timeouts: result.timeouts,
     non2xx: result.non2xx,
     cpu,
     stealPct,
+    autocannon: {
+      requestsAverage: result.requests.average,
+      latencyP50: result.latency.p50,
+      latencyP99: result.latency.p99,
+    },
+  };
+}
+
+/**
+ * Small GETs measured only while something else runs: latencies of the
+ * responses that arrive from now until `until` settles (at most `maxS`
+ * seconds). requests/rps count that window only; errors, timeouts and
+ * non-2xx are autocannon's totals (its run can outlast the window by up to
+ * its 1 s sampling tick).
+ */
+export async function smallGetWhile(url: string, connections: number, maxS: number, until: Promise<unknown>): Promise<SmallGetResult> {
+  const lat = new Latencies();
+  let measuring = true;
+  let windowMs = Number.NaN;
+  const m0 = machineCpu();
+  const t0 = performance.now();
+  let cap: NodeJS.Timeout | undefined;
+  const stop = Promise.race([
+    until.then(
+      () => undefined,
+      () => undefined,
+    ),
+    new Promise<void>((r) => (cap = setTimeout(r, maxS * 1000))),
+  ]).then(() => {
+    clearTimeout(cap);
+    measuring = false;
+    windowMs = performance.now() - t0;
+  });
+  // Longer than maxS: the window, not autocannon's duration, ends the measurement.
+  const record = (ms: number): void => {
+    if (measuring) lat.add(ms);
+  };
+  const result = await runAutocannon(url, connections, Math.ceil(maxS) + 2, record, stop);
+  await stop;
+  const m1 = machineCpu();
+  return {
+    connections,
+    durationS: windowMs / 1000,
+    requests: lat.n,
+    rps: lat.n / (windowMs / 1000),
+    ...lat.summary(),
+    errors: result.errors,
+    timeouts: result.timeouts,
+    non2xx: result.non2xx,
+    cpu: {},
+    stealPct: (100 * (m1.steal - m0.steal)) / Math.max(1, m1.total - m0.total),
     autocannon: {
       requestsAverage: result.requests.average,
       latencyP50: result.latency.p50,
@@ -121,9 +192,30 @@ function mbps(bytes: number, ms: number): number {
 
 /** GET `url`, reading and counting the body; wall time from request to last byte. */
 export function download(url: string, expected: number, timeoutMs: number, agent: Agent = keepAlive): Promise<TransferResult> {
-  return new Promise((resolve) => {
+  return startDownload(url, expected, timeoutMs, agent).result;
+}
+
+/** A download under way: how far it got, and its outcome once it ends. */
+export interface RunningDownload {
+  result: Promise<TransferResult>;
+  /** Body bytes received so far. */
+  received(): number;
+  /** Stops it now; the result says how far it got. */
+  abort(): void;
+}
+
+/** Starts a GET of `url`, read as fast as this thread can (counted, not kept). */
+export function startDownload(
+  url: string,
+  expected: number,
+  timeoutMs: number,
+  agent: Agent = keepAlive,
+  onData?: (bytesSoFar: number) => void,
+): RunningDownload {
+  let bytes = 0;
+  let abort = (): void => {};
+  const result = new Promise<TransferResult>((resolve) => {
     const t0 = performance.now();
-    let bytes = 0;
     let settled = false;
     const finish = (ok: boolean, error?: string): void => {
       if (settled) return;
@@ -138,7 +230,10 @@ export function download(url: string, expected: number, timeoutMs: number, agent
         finish(false, `HTTP ${res.statusCode}`);
         return;
       }
-      res.on('data', (c: Buffer) => (bytes += c.length));
+      res.on('data', (c: Buffer) => {
+        bytes += c.length;
+        onData?.(bytes);
+      });
       res.on('end', () => finish(bytes === expected, bytes === expected ? undefined : `got ${bytes} of ${expected} bytes`));
       res.on('error', (e) => finish(false, e.message));
       res.on('aborted', () => finish(false, 'response aborted'));
@@ -147,10 +242,63 @@ export function download(url: string, expected: number, timeoutMs: number, agent
       finish(false, `timed out after ${timeoutMs} ms`);
       req.destroy();
     }, timeoutMs);
+    abort = () => {
+      finish(false, `stopped after ${bytes} of ${expected} bytes`);
+      req.destroy();
+    };
     req.on('error', (e) => finish(false, e.message));
     req.end();
   });
+  return { result, received: () => bytes, abort: () => abort() };
 }
+
+interface DownloadJob {
+  role: 'download';
+  url: string;
+  expected: number;
+  timeoutMs: number;
+  /** One BigInt64: bytes received so far, written by the worker. */
+  progress: SharedArrayBuffer;
+}
+
+/**
+ * startDownload in a worker thread of this process: reading a fast download
+ * takes its thread's event loop for a millisecond or more at a time, which
+ * would show up as latency of whatever else this thread measures (autocannon).
+ * The reader is another caller, as it would be in production.
+ */
+export function startDownloadInWorker(url: string, expected: number, timeoutMs: number): RunningDownload {
+  const progress = new SharedArrayBuffer(8);
+  const counter = new BigInt64Array(progress);
+  const job: DownloadJob = { role: 'download', url, expected, timeoutMs, progress };
+  const worker = new Worker(new URL(import.meta.url), { workerData: job });
+  const received = (): number => Number(Atomics.load(counter, 0));
+  const result = new Promise<TransferResult>((resolve) => {
+    const failed = (error: string): void => resolve({ ok: false, bytes: received(), ms: Number.NaN, mbPerS: Number.NaN, error });
+    worker.once('message', (r: TransferResult) => resolve(r));
+    worker.once('error', (err) => failed(`download worker failed: ${err.message}`));
+    worker.once('exit', () => failed('download worker exited without a result'));
+  });
+  return { result, received, abort: () => worker.postMessage('abort') };
+}
+
+/** The worker side of startDownloadInWorker. */
+function runDownloadJob(job: DownloadJob): void {
+  const counter = new BigInt64Array(job.progress);
+  const dl = startDownload(job.url, job.expected, job.timeoutMs, new Agent({ keepAlive: false }), (n) =>
+    Atomics.store(counter, 0, BigInt(n)),
+  );
+  parentPort!.on('message', (m) => {
+    if (m === 'abort') dl.abort();
+  });
+  void dl.result.then((r) => {
+    parentPort!.postMessage(r);
+    // Nothing else holds the thread: it ends.
+    parentPort!.close();
+  });
+}
+
+if (!isMainThread && (workerData as Partial<DownloadJob> | null)?.role === 'download') runDownloadJob(workerData as DownloadJob);
 
 const UPLOAD_CHUNK = Buffer.alloc(64 * 1024, 'u');
 

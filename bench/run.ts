@@ -9,6 +9,8 @@ import {
   manyStreams,
   RssSampler,
   smallGet,
+  smallGetWhile,
+  startDownloadInWorker,
   steadyRss,
   upload,
   type BestOf,
@@ -39,7 +41,9 @@ import {
  * Postern (caller → server ingress → tunnel → agent → tool), one run, one
  * machine, 127.0.0.1 only. Server, agent, tool (and the WAN relay and the
  * many-agents process) each run in their own process; the load generator
- * (autocannon, plus node:http for bulk transfers) runs here.
+ * (autocannon, plus node:http for bulk transfers) runs here. One scenario
+ * measures small GETs while a 1 GiB download runs on the same tunnel, next
+ * to the same against the tool directly.
  *
  *   node dist/bench/run.js [--quick] [--profile <dir> [--profile-scenario small|download|upload]]
  *
@@ -62,9 +66,13 @@ const GiB = 1024 * MiB;
 const P = QUICK
   ? { smallS: 1, warmS: 0.5, concurrencies: [1, 16, 64], dl: 20 * MiB, ul: 5 * MiB, big: 128 * MiB, streams: 256, streamBytes: 64 * KiB, agents: 100, wanDl: 20 * MiB }
   : { smallS: 5, warmS: 1, concurrencies: [1, 16, 64], dl: 100 * MiB, ul: 20 * MiB, big: GiB, streams: 256, streamBytes: 256 * KiB, agents: 1000, wanDl: 100 * MiB };
+/** Small-request latency while one big download runs (see scenarioLatencyUnderDownload). */
+const L = QUICK
+  ? { bytes: 256 * MiB, concurrencies: [1, 8], idleS: 1, maxS: 20, timeoutMs: 30_000 }
+  : { bytes: GiB, concurrencies: [1, 8], idleS: 3, maxS: 60, timeoutMs: 90_000 };
 const WAN_ONE_WAY_MS = 25;
 /** Whole run, hard limit: everything is killed after this. */
-const WATCHDOG_MS = QUICK ? 120_000 : 300_000;
+const WATCHDOG_MS = QUICK ? 180_000 : 420_000;
 
 const REPO = resolve(DIST, '..');
 const RESULTS_FILE = join(REPO, 'bench', QUICK ? 'results-quick.json' : 'results.json');
@@ -270,6 +278,75 @@ async function scenarioManyStreams(s: Stack): Promise<{ direct: ManyStreamsResul
   return { direct, tunnel };
 }
 
+interface LatencyPoint {
+  /** Small GETs with nothing else running. */
+  idle: SmallGetResult;
+  /** The same small GETs, counting only responses that arrived while the download ran. */
+  busy: SmallGetResult;
+  /** The download at the same time, read as fast as a worker thread of the bench can. */
+  download: TransferResult;
+}
+
+interface LatencyUnderDownload {
+  bytes: number;
+  /** Tunnels the agent under test has: 1, so the download and the small GETs share it. */
+  tunnels: number;
+  byConcurrency: Record<string, { direct: LatencyPoint; tunnel: LatencyPoint }>;
+}
+
+/** Polls until `check` holds or `ms` passed. */
+async function waitFor(check: () => boolean, ms: number): Promise<void> {
+  const deadline = performance.now() + ms;
+  while (!check() && performance.now() < deadline) await sleep(10);
+}
+
+/**
+ * Small GETs at `c` with nothing else running, then again while one
+ * L.bytes download runs from the same base URL (measured from once the
+ * download is flowing until it ends).
+ */
+async function latencyPoint(base: string, c: number): Promise<LatencyPoint> {
+  const idle = await smallGet(`${base}/small`, c, L.idleS, P.warmS);
+  const dl = startDownloadInWorker(`${base}/bytes?n=${L.bytes}`, L.bytes, L.timeoutMs);
+  let ended = false;
+  void dl.result.then(() => (ended = true));
+  // Past the window's growth from 256 KiB: the steady state is what is measured.
+  await waitFor(() => ended || dl.received() >= 16 * MiB, 10_000);
+  const busy = await smallGetWhile(`${base}/small`, c, L.maxS, dl.result);
+  dl.abort(); // only if the window was capped at L.maxS
+  return { idle, busy, download: await dl.result };
+}
+
+/**
+ * What a big transfer does to other requests on the same tunnel: small GETs
+ * (c=1, c=8) through postern with and without one L.bytes download running
+ * on the same client and tunnel (an agent with POSTERN_CONNECTIONS=1), and
+ * the same against the tool directly with and without a direct download.
+ */
+async function scenarioLatencyUnderDownload(s: Stack): Promise<LatencyUnderDownload> {
+  const size = L.bytes >= GiB ? `${L.bytes / GiB} GiB` : `${L.bytes / MiB} MiB`;
+  log(`small GETs while one ${size} download runs: a second agent with one tunnel`);
+  const client = await createClient(s.server, 'bench-one-tunnel');
+  const agent = await startAgent(s.server, client, s.tool.url, { name: 'agent-one-tunnel', env: { POSTERN_CONNECTIONS: '1' } });
+  try {
+    const status = await serverStatus(s.server);
+    const tunnels = status.clients.find((c) => c.clientId === client.clientId)?.connections.length ?? 0;
+    if (tunnels !== 1) throw new Error(`the one-tunnel agent has ${tunnels} tunnels`);
+    const ingress = `${s.server.ingressUrl}/t/${client.clientId}`;
+    const byConcurrency: LatencyUnderDownload['byConcurrency'] = {};
+    for (const c of L.concurrencies) {
+      log(`small GET c=${c}, idle then during a ${size} download: direct`);
+      const direct = await latencyPoint(s.tool.url, c);
+      log(`small GET c=${c}, idle then during a ${size} download: through postern (same tunnel)`);
+      const tunnel = await latencyPoint(ingress, c);
+      byConcurrency[`c${c}`] = { direct, tunnel };
+    }
+    return { bytes: L.bytes, tunnels, byConcurrency };
+  } finally {
+    await agent.stop();
+  }
+}
+
 interface Wan {
   oneWayDelayMs: number;
   tunnelRttMs: number | null;
@@ -428,6 +505,36 @@ function buildRows(r: Results['scenarios']): Row[] {
     target: '≤ 16 MiB',
     pass: b.growth.agent <= 16 * MiB,
   });
+  const lu = r.latencyUnderDownload;
+  const luSize = lu.bytes >= GiB ? `${lu.bytes / GiB} GiB` : `${lu.bytes / MiB} MiB`;
+  const lat = (x: SmallGetResult): string => `${f3(x.p50Ms)} / ${f3(x.p99Ms)} / ${f1(x.maxMs)} ms${okSuffix(x)}`;
+  for (const [key, { direct, tunnel }] of Object.entries(lu.byConcurrency)) {
+    const c = key.slice(1);
+    rows.push({
+      scenario: `small GET c=${c}, no download: p50 / p99 / max`,
+      direct: lat(direct.idle),
+      postern: lat(tunnel.idle),
+      compare: `p99 +${f3(tunnel.idle.p99Ms - direct.idle.p99Ms)} ms`,
+      target: '',
+      pass: null,
+    });
+    rows.push({
+      scenario: `small GET c=${c}, during a ${luSize} download: p50 / p99 / max`,
+      direct: lat(direct.busy),
+      postern: lat(tunnel.busy),
+      compare: `p99 ${f1(tunnel.busy.p99Ms / tunnel.idle.p99Ms)}× idle (direct ${f1(direct.busy.p99Ms / direct.idle.p99Ms)}×)`,
+      target: '',
+      pass: null,
+    });
+    rows.push({
+      scenario: `${luSize} download during small GETs c=${c}`,
+      direct: mbs(direct.download),
+      postern: mbs(tunnel.download),
+      compare: ratio(tunnel.download.mbPerS, direct.download.mbPerS),
+      target: '',
+      pass: null,
+    });
+  }
   const w = r.wan;
   rows.push({
     scenario: `WAN (+${w.oneWayDelayMs} ms each way): small GET c=1 p50`,
@@ -460,6 +567,27 @@ function renderCpu(small: Record<string, SmallPair>): string {
   const lines = ['CPU per small GET (µs of CPU per request; average cores busy), by process:'];
   for (const [key, { direct, tunnel }] of Object.entries(small)) {
     lines.push(cpuLine(`c=${key.slice(1)} direct`, direct), cpuLine(`c=${key.slice(1)} postern`, tunnel));
+  }
+  return lines.join('\n');
+}
+
+function renderLatencyUnderDownload(lu: LatencyUnderDownload): string {
+  const size = lu.bytes >= GiB ? `${lu.bytes / GiB} GiB` : `${lu.bytes / MiB} MiB`;
+  const cell = (x: SmallGetResult): string =>
+    `p50 ${f3(x.p50Ms)} p99 ${f3(x.p99Ms)} max ${f1(x.maxMs)} ms (${int(x.requests)} req in ${f1(x.durationS)} s)${okSuffix(x)}`;
+  const lines = [
+    `Small GETs while one ${size} download runs (postern: same client, one tunnel; latencies of responses that arrived during the download):`,
+  ];
+  for (const [key, { direct, tunnel }] of Object.entries(lu.byConcurrency)) {
+    for (const [label, p] of [
+      ['direct', direct],
+      ['postern', tunnel],
+    ] as const) {
+      lines.push(
+        `  c=${key.slice(1)} ${label.padEnd(8)} idle: ${cell(p.idle)}`,
+        `  c=${key.slice(1)} ${label.padEnd(8)} busy: ${cell(p.busy)}; download ${mbs(p.download)}`,
+      );
+    }
   }
   return lines.join('\n');
 }
@@ -502,6 +630,7 @@ interface Results {
     manyStreams: Awaited<ReturnType<typeof scenarioManyStreams>>;
     memoryIdle: MemoryIdle;
     bigTransfer: BigTransfer;
+    latencyUnderDownload: LatencyUnderDownload;
     wan: Wan;
   };
   targets?: { scenario: string; target: string; direct: string; value: string; compare: string; pass: boolean }[];
@@ -546,8 +675,9 @@ async function runBench(): Promise<void> {
     const smallGetRes = await scenarioSmall(s);
     const bulk = await scenarioBulk(s);
     const many = await scenarioManyStreams(s);
+    const latencyUnderDownload = await scenarioLatencyUnderDownload(s);
     const wan = await scenarioWan(s);
-    scenarios = { smallGet: smallGetRes, bulk, manyStreams: many, memoryIdle, bigTransfer, wan };
+    scenarios = { smallGet: smallGetRes, bulk, manyStreams: many, memoryIdle, bigTransfer, latencyUnderDownload, wan };
   } finally {
     await stopStack(s);
   }
@@ -568,7 +698,9 @@ async function runBench(): Promise<void> {
   };
   writeFileSync(RESULTS_FILE, `${JSON.stringify(results, null, 2)}\n`);
 
-  process.stdout.write(`${renderTable(rows)}\n\n${renderCpu(scenarios.smallGet)}\n\n`);
+  process.stdout.write(
+    `${renderTable(rows)}\n\n${renderCpu(scenarios.smallGet)}\n\n${renderLatencyUnderDownload(scenarios.latencyUnderDownload)}\n\n`,
+  );
   const failed = rows.filter((r) => r.pass === false);
   const passed = rows.filter((r) => r.pass === true);
   process.stdout.write(
