@@ -200,7 +200,10 @@ export class TunnelConnector {
     });
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (session) {
-        if (isBinary) session.receive(data);
+        if (isBinary) {
+          transport.received(data.byteLength);
+          session.receive(data);
+        }
         else session.close(new TunnelError(ErrorCodes.PROTOCOL, 'text message on the tunnel'), CloseCodes.TUNNEL_PROTOCOL_ERROR);
         return;
       }

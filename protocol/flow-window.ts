@@ -71,16 +71,31 @@ export class WindowBudget {
 export const MIN_GROWTH_HORIZON_MS = 10;
 
 /**
+ * Queueing delay (see RttEstimator) above which windows shrink instead of
+ * growing. Everything a window lets the sender put in flight beyond what
+ * the path carries sits in socket buffers, in order, ahead of every other
+ * stream's frames: a big window on a fast stream is latency for all the
+ * others. Keeping the queue under a few ms (as LEDBAT and BBR do for TCP)
+ * keeps a small response a few frames behind a bulk download, while the
+ * window stays at least the path's bandwidth × base RTT, so throughput
+ * holds.
+ */
+export const QUEUE_DELAY_TARGET_MS = 4;
+
+/**
  * What we granted the peer for one stream, what arrived and what our
  * consumer has taken. The peer may have at most `window` bytes unconsumed on
  * our side; more is a FLOW_CONTROL protocol error.
  *
  * Auto-tuning (as yamux and gRPC's BDP estimator): a WINDOW_UPDATE is sent
  * when the consumer has taken half the window. If the previous update was
- * less than two RTTs (at least MIN_GROWTH_HORIZON_MS) ago, the window is the bottleneck (the sender spends
- * its credit faster than a round trip refills it), so the window doubles, up
- * to `maxWindow` and as long as the connection's budget allows. A stream
- * whose reader is slow never grows, so it never pins more than its window.
+ * less than two base RTTs (at least MIN_GROWTH_HORIZON_MS) ago, the window
+ * is the bottleneck (the sender spends its credit faster than a round trip
+ * refills it), so the window doubles, up to `maxWindow` and as long as the
+ * connection's budget allows. A stream whose reader is slow never grows, so
+ * it never pins more than its window. When the connection's queueing delay
+ * is over QUEUE_DELAY_TARGET_MS the window halves instead (never below its
+ * initial size): the update withholds part of the consumed bytes.
  */
 export class ReceiveWindow {
   private window: number;
@@ -134,14 +149,27 @@ export class ReceiveWindow {
 
   /**
    * Returns the WINDOW_UPDATE increment to send now, or 0 when none is due.
-   * `rttMs` is the connection's latest measured round trip (0 if unknown);
-   * the window grows when the last update is younger than
-   * max(2·rttMs, MIN_GROWTH_HORIZON_MS).
+   * `baseRttMs` is the connection's round trip without queues (0 if
+   * unknown): the window grows when the last update is younger than
+   * max(2·baseRttMs, MIN_GROWTH_HORIZON_MS). `queueDelayMs` over
+   * QUEUE_DELAY_TARGET_MS shrinks it instead.
    */
-  takeUpdate(now: number, rttMs: number): number {
+  takeUpdate(now: number, baseRttMs: number, queueDelayMs = 0): number {
     if (this.unacked === 0 || this.unacked < this.window / 2) return 0;
+    const congested = queueDelayMs > QUEUE_DELAY_TARGET_MS;
+    if (congested && this.window > this.initial) {
+      const cut = Math.min(this.window - this.initial, Math.floor(this.window / 2), this.unacked);
+      this.window -= cut;
+      this.grown -= cut;
+      this.budget?.release(cut);
+      const increment = this.unacked - cut;
+      this.unacked = 0;
+      this.remaining += increment;
+      this.lastUpdateAt = now;
+      return increment;
+    }
     let extra = 0;
-    if (now - this.lastUpdateAt < Math.max(2 * rttMs, MIN_GROWTH_HORIZON_MS) && this.window < this.maxWindow) {
+    if (!congested && now - this.lastUpdateAt < Math.max(2 * baseRttMs, MIN_GROWTH_HORIZON_MS) && this.window < this.maxWindow) {
       const want = Math.min(this.window, this.maxWindow - this.window);
       if (this.budget === undefined || this.budget.tryReserve(want)) {
         extra = want;

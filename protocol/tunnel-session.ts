@@ -10,6 +10,7 @@ import {
 } from './frame-types.js';
 import { ReceiveWindow, WindowBudget } from './flow-window.js';
 import { Defaults, type NegotiatedLimits } from './handshake.js';
+import { RttEstimator } from './rtt-estimator.js';
 import { canReceiveData } from './stream-state.js';
 import { ProtocolError, TunnelError } from './tunnel-error.js';
 import { TunnelStream, type StreamHost } from './tunnel-stream.js';
@@ -97,6 +98,13 @@ const URGENT: Partial<Record<number, boolean>> = {
 const RECENT_RESETS = 1024;
 
 /**
+ * While we are receiving data, a PING rides along with a WINDOW_UPDATE at
+ * most this often: its PONG comes back behind the data in flight, so the
+ * round trip measures the queue that flow control keeps short.
+ */
+const PROBE_INTERVAL_MS = 10;
+
+/**
  * One multiplexed tunnel over one transport: stream table, flow control,
  * fair scheduling of DATA, heartbeats, goaway.
  *
@@ -131,7 +139,7 @@ export class TunnelSession implements StreamHost {
   private pingSentAt = 0;
   private pingOutstanding = false;
   private lastReceivedAt: number;
-  private rtt = 0;
+  private readonly rtt = new RttEstimator();
   private closedWith: { err: TunnelError | undefined } | undefined;
   /** True once either side sent GOAWAY: no new local streams. */
   goingAway = false;
@@ -337,7 +345,8 @@ export class TunnelSession implements StreamHost {
         return;
       case FrameType.PONG:
         if (this.pingOutstanding && frame.id === this.pingId) {
-          this.rtt = this.clock.now() - this.pingSentAt;
+          const now = this.clock.now();
+          this.rtt.sample(now, now - this.pingSentAt);
           this.pingOutstanding = false;
         }
         return;
@@ -433,7 +442,15 @@ export class TunnelSession implements StreamHost {
 
   /** Latest heartbeat round trip in ms (0 until the first pong). */
   rttMs(): number {
-    return this.rtt;
+    return this.rtt.latestMs;
+  }
+
+  baseRttMs(): number {
+    return this.rtt.baseMs;
+  }
+
+  queueDelayMs(): number {
+    return this.rtt.queueDelayMs(this.clock.now());
   }
 
   enqueueData(stream: TunnelStream, chunk: Uint8Array, done: (err?: Error | null) => void, flush = true): void {
@@ -460,6 +477,7 @@ export class TunnelSession implements StreamHost {
 
   sendWindowUpdate(stream: TunnelStream, increment: number): void {
     this.sendFrame({ type: FrameType.WINDOW_UPDATE, streamId: stream.id, increment });
+    if (!this.pingOutstanding && this.clock.now() - this.pingSentAt >= PROBE_INTERVAL_MS) this.sendPing();
   }
 
   streamClosed(stream: TunnelStream): void {

@@ -18,7 +18,10 @@ export interface StreamHost {
   sendWindowUpdate(stream: TunnelStream, increment: number): void;
   streamClosed(stream: TunnelStream): void;
   now(): number;
-  rttMs(): number;
+  /** The connection's round trip without queues, ms (0 until measured). */
+  baseRttMs(): number;
+  /** How long a frame now waits behind data already in flight, ms. */
+  queueDelayMs(): number;
 }
 
 /** An outgoing chunk waiting for credit or socket room. */
@@ -221,7 +224,7 @@ export class TunnelStream {
   private credit(n: number): void {
     this.recvWindow.consume(n);
     if (!canReceiveData(this.state)) return;
-    const increment = this.recvWindow.takeUpdate(this.host.now(), this.host.rttMs());
+    const increment = this.recvWindow.takeUpdate(this.host.now(), this.host.baseRttMs(), this.host.queueDelayMs());
     if (increment > 0) this.host.sendWindowUpdate(this, increment);
   }
 

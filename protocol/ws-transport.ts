@@ -9,6 +9,8 @@ export interface WebSocketLike {
   send(data: Uint8Array, options: { binary: boolean }, cb?: (err?: Error) => void): void;
   close(code?: number, reason?: string): void;
   terminate(): void;
+  pause(): void;
+  resume(): void;
   readonly readyState: number;
   /** The underlying net.Socket (ws sets it once open). */
   readonly _socket?: {
@@ -22,6 +24,9 @@ export interface WebSocketLike {
 
 const OPEN = 1;
 
+/** Bytes read from one tunnel per event-loop turn before yielding (see WsTransport.received). */
+const READ_BUDGET = 256 * 1024;
+
 /**
  * FrameTransport over a ws WebSocket.
  *
@@ -32,6 +37,8 @@ const OPEN = 1;
 export class WsTransport implements FrameTransport {
   private corked = false;
   private corkGeneration = 0;
+  private readThisTurn = 0;
+  private turnScheduled = false;
 
   constructor(private readonly ws: WebSocketLike) {}
 
@@ -66,6 +73,36 @@ export class WsTransport implements FrameTransport {
       socket.uncork();
     }
   }
+
+  /**
+   * Counts a received message. Once READ_BUDGET bytes came in within one
+   * loop turn, reading pauses until the next turn: libuv reads a busy socket
+   * up to 32 times in a row, so a bulk download arriving at full speed would
+   * otherwise hold the event loop for megabytes at a time while every other
+   * socket (other tunnels, callers, the tool) waits.
+   */
+  received(bytes: number): void {
+    this.readThisTurn += bytes;
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      setImmediate(this.nextTurn);
+    }
+    if (this.readThisTurn >= READ_BUDGET && this.ws.readyState === OPEN) {
+      this.ws.pause();
+      this.paused = true;
+    }
+  }
+
+  private paused = false;
+
+  private readonly nextTurn = (): void => {
+    this.turnScheduled = false;
+    this.readThisTurn = 0;
+    if (this.paused) {
+      this.paused = false;
+      if (this.ws.readyState === OPEN) this.ws.resume();
+    }
+  };
 
   onceDrained(cb: () => void): void {
     const socket = this.ws._socket;

@@ -82,6 +82,7 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
           session.close(new TunnelError(ErrorCodes.PROTOCOL, 'text message on the tunnel'), CloseCodes.TUNNEL_PROTOCOL_ERROR);
           return;
         }
+        transport.received(data.byteLength);
         session.receive(data);
         return;
       }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MAX_WINDOW } from '../../protocol/codec.js';
 import { ErrorCodes } from '../../protocol/error-codes.js';
-import { ReceiveWindow, SendWindow, WindowBudget, MIN_GROWTH_HORIZON_MS } from '../../protocol/flow-window.js';
+import { ReceiveWindow, SendWindow, WindowBudget, MIN_GROWTH_HORIZON_MS, QUEUE_DELAY_TARGET_MS } from '../../protocol/flow-window.js';
 import { ProtocolError } from '../../protocol/tunnel-error.js';
 
 const KiB = 1024;
@@ -226,6 +226,45 @@ describe('ReceiveWindow', () => {
       sizes.push(w.size);
     }
     expect(sizes).toStrictEqual([2 * W, 3 * W, 3 * W, 3 * W, 3 * W, 3 * W]);
+  });
+
+  it('halves instead of growing while the queueing delay is over QUEUE_DELAY_TARGET_MS, withholding part of the credit', () => {
+    const budget = new WindowBudget(64 * W);
+    const w = fresh({ budget, now: 0 });
+    pass(w, W);
+    expect(w.takeUpdate(1, 0)).toBe(2 * W); // grows to 2W
+    pass(w, 2 * W);
+    expect(w.takeUpdate(2, 0)).toBe(4 * W); // grows to 4W
+    expect(budget.reserved).toBe(3 * W);
+    pass(w, 2 * W);
+    // Consumed 2W, but the queue is long: grant only 2W - 2W = 0 and shrink to 2W.
+    expect(w.takeUpdate(3, 0, QUEUE_DELAY_TARGET_MS + 1)).toBe(0);
+    expect(w.size).toBe(2 * W);
+    expect(budget.reserved).toBe(W);
+    // The peer still holds 2W of credit from before: exactly the new window.
+    w.receive(2 * W);
+    expectFlowControl(() => w.receive(1), /only 0 bytes/);
+  });
+
+  it('never shrinks below its initial window, and grows again once the queue is gone', () => {
+    const w = fresh({ now: 0 });
+    pass(w, W);
+    expect(w.takeUpdate(1, 0, 50)).toBe(W); // at the initial size: nothing to withhold
+    expect(w.size).toBe(W);
+    pass(w, W);
+    expect(w.takeUpdate(2, 0, QUEUE_DELAY_TARGET_MS)).toBe(2 * W); // at the target, not over it: grows
+    pass(w, 2 * W);
+    expect(w.takeUpdate(3, 0, 100)).toBe(W); // 2W consumed, W withheld
+    expect(w.size).toBe(W);
+  });
+
+  it('grows on the base RTT it is given: 2 × base above MIN_GROWTH_HORIZON_MS widens the horizon', () => {
+    const w = fresh({ now: 0 });
+    pass(w, W);
+    expect(w.takeUpdate(40, 25)).toBe(2 * W); // 40 ms < 2 × 25 ms
+    pass(w, 2 * W);
+    expect(w.takeUpdate(100, 25)).toBe(2 * W); // 60 ms apart: not window-limited
+    expect(w.size).toBe(2 * W);
   });
 
   it('grows only as far as the connection budget allows', () => {

@@ -1032,3 +1032,46 @@ describe('TunnelSession GOAWAY', () => {
     expect(lone.session.drained).toBe(false);
   });
 });
+
+describe('TunnelSession queue probing', () => {
+  /** A server session with one open stream it is receiving a body on, and a first RTT sample of 1 ms. */
+  function receiving() {
+    const lone = createLoneSession('server');
+    lone.session.start();
+    const first = lone.transport.framesOfType(FrameType.PING)[0]!;
+    lone.clock.advance(1);
+    lone.session.receive(raw.pong(first.id));
+    const stream = lone.session.openStream('GET', '/', [], true);
+    lone.session.receive(raw.response(stream.id));
+    stream.consumeWith(() => true, () => {});
+    return { ...lone, stream };
+  }
+
+  it('sends a PING along with a WINDOW_UPDATE, at most one in flight and one per PROBE_INTERVAL_MS', () => {
+    const { clock, session, transport, stream } = receiving();
+    expect(session.baseRttMs()).toBe(1);
+    clock.advance(19);
+    session.receive(raw.data(stream.id, TEST_WINDOW / 2));
+    expect(transport.framesOfType(FrameType.WINDOW_UPDATE)).toHaveLength(1);
+    expect(transport.framesOfType(FrameType.PING)).toHaveLength(2);
+    // The probe is still out: the next update goes alone.
+    session.receive(raw.data(stream.id, TEST_WINDOW / 2));
+    expect(transport.framesOfType(FrameType.WINDOW_UPDATE)).toHaveLength(2);
+    expect(transport.framesOfType(FrameType.PING)).toHaveLength(2);
+  });
+
+  it('reads the queueing delay off the probe that came back behind the data', () => {
+    const { clock, session, transport, stream } = receiving();
+    clock.advance(19);
+    session.receive(raw.data(stream.id, TEST_WINDOW / 2));
+    const probe = transport.framesOfType(FrameType.PING)[1]!;
+    clock.advance(15);
+    session.receive(raw.pong(probe.id));
+    expect(session.rttMs()).toBe(15);
+    expect(session.baseRttMs()).toBe(1);
+    expect(session.queueDelayMs()).toBe(14);
+    // A second later with no newer sample, the queue is no longer known to be there.
+    clock.advance(1_001);
+    expect(session.queueDelayMs()).toBe(0);
+  });
+});
