@@ -27,13 +27,16 @@ function since(iso: string, now: number): string {
   return `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m`;
 }
 
-/** `postern status`: one row per connection (a client without any gets one row saying so). */
+/**
+ * `postern status`: one row per connection, with its own open streams (a
+ * client without any gets one row saying so); the counters are the client's.
+ */
 export function formatServerStatus(status: ServerStatus, now = Date.now()): string {
   const rows: string[][] = [];
   for (const c of status.clients) {
     const counters = [String(c.streamsInFlight), String(c.requests), String(c.errors), formatBytes(c.bytesIn), formatBytes(c.bytesOut)];
     if (c.connections.length === 0) {
-      rows.push([c.clientId, c.name, 'offline', '-', '-', '-', '-', ...counters]);
+      rows.push([c.clientId, c.name, 'offline', '-', '-', '-', '-', '-', '-', ...counters]);
       continue;
     }
     for (const conn of c.connections) {
@@ -41,6 +44,8 @@ export function formatServerStatus(status: ServerStatus, now = Date.now()): stri
         c.clientId,
         c.name,
         conn.draining ? 'draining' : 'connected',
+        conn.connectionId,
+        String(conn.streams),
         conn.remoteAddress,
         conn.agentVersion,
         since(conn.connectedSince, now),
@@ -52,7 +57,7 @@ export function formatServerStatus(status: ServerStatus, now = Date.now()): stri
   const head = `postern ${status.version}, up ${since(status.startedAt, now)}, ${status.clients.length} client(s)`;
   if (rows.length === 0) return `${head}\n(no matching clients; create one with \`postern client create --name <name>\`)`;
   return `${head}\n${table(
-    ['CLIENT', 'NAME', 'STATE', 'REMOTE', 'AGENT', 'SINCE', 'RTT', 'INFLIGHT', 'REQUESTS', 'ERRORS', 'IN', 'OUT'],
+    ['CLIENT', 'NAME', 'STATE', 'CONNECTION', 'STREAMS', 'REMOTE', 'AGENT', 'SINCE', 'RTT', 'INFLIGHT', 'REQUESTS', 'ERRORS', 'IN', 'OUT'],
     rows,
   )}`;
 }

@@ -199,14 +199,19 @@ describe('postern CLI', () => {
       let agentLogs = '';
       agent.stderr.on('data', (d: Buffer) => (agentLogs += d));
       const deadline = Date.now() + 15_000;
-      while (!agentLogs.includes('tunnel connected') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-      expect(agentLogs).toContain('tunnel connected');
+      // Two tunnels: POSTERN_CONNECTIONS' default.
+      const tunnelsUp = (): number => agentLogs.split('tunnel connected').length - 1;
+      while (tunnelsUp() < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      expect(tunnelsUp()).toBe(2);
       expect(agentLogs).not.toContain(c.clientToken);
 
       const res = await fetch(`http://127.0.0.1:${srv.ingressPort}/t/${c.clientId}/a%2Fb?x=1`);
       expect(res.status).toBe(200);
       expect(await res.text()).toBe('tool saw GET /a%2Fb?x=1');
-      expect((await run(['status', c.clientId], env)).code).toBe(0);
+      const status = await run(['status', c.clientId], env);
+      expect(status.code).toBe(0);
+      // One row per tunnel.
+      expect(status.stdout.split('\n').filter((l) => l.startsWith(c.clientId) && l.includes(' connected '))).toHaveLength(2);
 
       agent.kill('SIGTERM');
       expect(await new Promise((r) => agent.once('exit', r))).toBe(0);
