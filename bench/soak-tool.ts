@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
+import { xorshiftFill } from './pattern.js';
 
 /**
  * The soak's stand-in tool, in its own process (127.0.0.1, port 0). Every
@@ -55,16 +56,7 @@ export class PatternCursor {
 
   private block(): Buffer {
     const words = new Uint32Array(CHUNK / 4);
-    let x = this.x;
-    for (let i = 0; i < words.length; i++) {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      words[i] = x;
-    }
-    this.x = x;
+    this.x = xorshiftFill(words, this.x);
     return Buffer.from(words.buffer);
   }
 }

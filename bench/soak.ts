@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Child, cpuSecondsOf, createClient, DIST, killAll, rssOf, serverStatus, type ClientCreds, type ServerProc } from './processes.js';
 import { PatternCursor } from './soak-tool.js';
+import { prng } from './prng.js';
 import { TcpRelay } from './tcp-relay.js';
 
 /**
@@ -152,17 +153,6 @@ function sleep(ms: number): Promise<void> {
 
 // ---- seeded randomness ------------------------------------------------------------
 
-/** mulberry32: small, fast, good enough to pick faults and sizes reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // Separate streams, so the fault sequence of a seed does not depend on how
 // many requests happened to run between faults.

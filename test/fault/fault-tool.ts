@@ -1,8 +1,11 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { TcpRelay } from '../../bench/tcp-relay.js';
+import type { Cleanup } from '../helpers/cleanup.js';
 import { send, type SendResult } from '../helpers/http-client.js';
 import { patternChunks } from '../helpers/pattern-data.js';
-import { echoHandler, type ToolHandler } from '../helpers/upstream.js';
+import { createClient, startAgentProcess, startServerProcess, type Child, type ClientCreds, type ServerProc } from '../helpers/processes.js';
+import { echoHandler, startUpstream, type ToolHandler, type Upstream } from '../helpers/upstream.js';
 
 /**
  * Heartbeat interval of the fault tests (both sides). Short so a dead peer
@@ -115,4 +118,38 @@ export function percentile(values: number[], p: number): number {
 /** Prints a measured figure so it shows in the test run's output. */
 export function report(line: string): void {
   process.stdout.write(`[fault] ${line}\n`);
+}
+
+/** The tool, a server process, one client and its agent process: what most fault tests start from. */
+export interface FaultStack {
+  tool: Upstream;
+  server: ServerProc;
+  creds: ClientCreds;
+  agent: Child;
+  /** Between the agent and the server's public port when `viaRelay` was set. */
+  relay: TcpRelay | undefined;
+  /** Ingress URL of a path on the tool, for this client. */
+  url(path: string): string;
+}
+
+export async function startFaultStack(
+  cleanup: Cleanup,
+  opts: { viaRelay?: boolean; serverEnv?: NodeJS.ProcessEnv; agentEnv?: NodeJS.ProcessEnv; tunnels?: number } = {},
+): Promise<FaultStack> {
+  const tool = await startUpstream(faultTool);
+  cleanup.add(() => tool.close());
+  const server = await startServerProcess(cleanup, { env: { ...serverEnv, ...opts.serverEnv } });
+  let relay: TcpRelay | undefined;
+  if (opts.viaRelay) {
+    const r = await TcpRelay.start(server.port);
+    cleanup.add(() => r.close());
+    relay = r;
+  }
+  const creds = await createClient(server, 'a');
+  const agent = await startAgentProcess(cleanup, server, creds, tool.url, {
+    env: { ...agentEnv, ...opts.agentEnv },
+    tunnels: opts.tunnels ?? 2,
+    ...(relay ? { proxyUrl: `http://127.0.0.1:${relay.port}` } : {}),
+  });
+  return { tool, server, creds, agent, relay, url: (path) => `${server.ingressUrl}/t/${creds.clientId}${path}` };
 }

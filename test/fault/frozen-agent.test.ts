@@ -2,17 +2,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup } from '../helpers/cleanup.js';
 import { send } from '../helpers/http-client.js';
 import { patternSha256 } from '../helpers/pattern-data.js';
-import {
-  createClient,
-  logLines,
-  logTime,
-  startAgentProcess,
-  startServerProcess,
-  waitForLog,
-} from '../helpers/processes.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { logLines, logTime, waitForLog } from '../helpers/processes.js';
 import { waitUntil, within } from '../helpers/wait.js';
-import { agentEnv, faultTool, HEARTBEAT_MS, report, serverEnv } from './fault-tool.js';
+import { HEARTBEAT_MS, report, serverEnv, startFaultStack } from './fault-tool.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -24,12 +16,7 @@ const AGENT_WAIT_MS = 1_500;
 
 describe('SIGSTOP of the agent', () => {
   it('is detected by the server within two heartbeat intervals; requests fail cleanly; after SIGCONT the agent reconnects', async () => {
-    const tool = await startUpstream(faultTool);
-    cleanup.add(() => tool.close());
-    const server = await startServerProcess(cleanup, { env: { ...serverEnv, POSTERN_AGENT_WAIT_MS: String(AGENT_WAIT_MS) } });
-    const creds = await createClient(server, 'a');
-    const agent = await startAgentProcess(cleanup, server, creds, tool.url, { env: agentEnv, tunnels: 2 });
-    const url = (path: string): string => `${server.ingressUrl}/t/${creds.clientId}${path}`;
+    const { tool, server, creds, agent, url } = await startFaultStack(cleanup, { serverEnv: { POSTERN_AGENT_WAIT_MS: String(AGENT_WAIT_MS) } });
 
     // In flight at the freeze: a download that has started, and a request whose head has not come.
     let got = 0;

@@ -1,18 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { TcpRelay } from '../../bench/tcp-relay.js';
 import { Cleanup } from '../helpers/cleanup.js';
 import { send } from '../helpers/http-client.js';
 import { patternSha256 } from '../helpers/pattern-data.js';
-import {
-  createClient,
-  logTime,
-  startAgentProcess,
-  startServerProcess,
-  waitForLog,
-} from '../helpers/processes.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { logTime, waitForLog } from '../helpers/processes.js';
 import { waitUntil } from '../helpers/wait.js';
-import { agentEnv, faultTool, HEARTBEAT_MS, report, serverEnv } from './fault-tool.js';
+import { HEARTBEAT_MS, report, startFaultStack } from './fault-tool.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -21,18 +13,9 @@ const MiB = 1024 * 1024;
 
 describe('a black-holed tunnel path (NAT state dropped, no FIN, no RST)', () => {
   it('is detected by both sides within two heartbeat intervals, and the agent reconnects on a fresh connection', async () => {
-    const tool = await startUpstream(faultTool);
-    cleanup.add(() => tool.close());
-    const server = await startServerProcess(cleanup, { env: serverEnv });
-    const relay = await TcpRelay.start(server.port);
-    cleanup.add(() => relay.close());
-    const creds = await createClient(server, 'a');
-    const agent = await startAgentProcess(cleanup, server, creds, tool.url, {
-      env: agentEnv,
-      proxyUrl: `http://127.0.0.1:${relay.port}`,
-      tunnels: 2,
-    });
-    const url = (path: string): string => `${server.ingressUrl}/t/${creds.clientId}${path}`;
+    const stack = await startFaultStack(cleanup, { viaRelay: true });
+    const { server, creds, agent, url } = stack;
+    const relay = stack.relay!;
     expect(relay.connections).toBe(2);
     expect((await send(url('/small'))).status).toBe(200);
 

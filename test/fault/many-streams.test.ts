@@ -8,6 +8,7 @@ import { patternChunks, patternSha256, sha256 } from '../helpers/pattern-data.js
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 import { echoHandler, type EchoBody, type ToolHandler } from '../helpers/upstream.js';
 import { deferred, waitUntil } from '../helpers/wait.js';
+import { prng } from '../../bench/prng.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -67,17 +68,6 @@ interface Plan {
 
 const isUpload = (k: Kind): boolean => k === 'upload' || k === 'caller-aborts-upload' || k === 'tool-drops-upload' || k === 'tool-answers-early';
 
-/** mulberry32: small, fast, good enough to draw a reproducible plan. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Mostly small bodies, some up to 1 MiB. */
 function drawSize(rand: () => number): number {

@@ -1,17 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { TcpRelay } from '../../bench/tcp-relay.js';
 import { Cleanup } from '../helpers/cleanup.js';
 import { send } from '../helpers/http-client.js';
 import { patternSha256 } from '../helpers/pattern-data.js';
-import {
-  createClient,
-  logLines,
-  startAgentProcess,
-  startServerProcess,
-} from '../helpers/processes.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { logLines } from '../helpers/processes.js';
 import { waitUntil, within } from '../helpers/wait.js';
-import { agentEnv, faultTool, HEARTBEAT_MS, report, serverEnv } from './fault-tool.js';
+import { HEARTBEAT_MS, report, startFaultStack } from './fault-tool.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -26,18 +19,9 @@ const STALL_MS = 0.7 * HEARTBEAT_MS;
 
 describe('a short stall of the tunnel path', () => {
   it('does not kill the tunnel, and the download in flight across it completes intact', async () => {
-    const tool = await startUpstream(faultTool);
-    cleanup.add(() => tool.close());
-    const server = await startServerProcess(cleanup, { env: serverEnv });
-    const relay = await TcpRelay.start(server.port);
-    cleanup.add(() => relay.close());
-    const creds = await createClient(server, 'a');
-    const agent = await startAgentProcess(cleanup, server, creds, tool.url, {
-      env: agentEnv,
-      proxyUrl: `http://127.0.0.1:${relay.port}`,
-      tunnels: 2,
-    });
-    const url = (path: string): string => `${server.ingressUrl}/t/${creds.clientId}${path}`;
+    const stack = await startFaultStack(cleanup, { viaRelay: true });
+    const { server, agent, url } = stack;
+    const relay = stack.relay!;
     const startedAt = Date.now();
 
     // 4 MiB at 64 KiB per 20 ms: about 1.3 s on the wire, so the stall lands mid-body.

@@ -5,15 +5,9 @@ import { rssOf } from '../../bench/processes.js';
 import { Cleanup } from '../helpers/cleanup.js';
 import { send } from '../helpers/http-client.js';
 import { patternSha256 } from '../helpers/pattern-data.js';
-import {
-  createClient,
-  logLines,
-  startAgentProcess,
-  startServerProcess,
-} from '../helpers/processes.js';
-import { startUpstream } from '../helpers/upstream.js';
+import { logLines } from '../helpers/processes.js';
 import { deferred, waitUntil, within } from '../helpers/wait.js';
-import { agentEnv, faultTool, percentile, report, serverEnv } from './fault-tool.js';
+import { agentEnv, percentile, report, startFaultStack } from './fault-tool.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
@@ -63,16 +57,8 @@ function pausableGet(url: string): {
 
 describe('a caller that stops reading a large download', () => {
   it('holds only its own stream: other requests on the same tunnel keep completing, and the reader later gets every byte', async () => {
-    const tool = await startUpstream(faultTool);
-    cleanup.add(() => tool.close());
-    const server = await startServerProcess(cleanup, { env: serverEnv });
-    const creds = await createClient(server, 'a');
     // One tunnel, so every request below shares it with the stalled stream.
-    const agent = await startAgentProcess(cleanup, server, creds, tool.url, {
-      env: { ...agentEnv, POSTERN_CONNECTIONS: '1' },
-      tunnels: 1,
-    });
-    const url = (path: string): string => `${server.ingressUrl}/t/${creds.clientId}${path}`;
+    const { server, agent, url } = await startFaultStack(cleanup, { agentEnv: { POSTERN_CONNECTIONS: '1' }, tunnels: 1 });
     const startedAt = Date.now();
     const rssBefore = { server: rssOf(server.child.pid), agent: rssOf(agent.pid) };
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { xorshiftFill } from '../../bench/pattern.js';
 
 /** 64 KiB: the size of one tunnel DATA frame, and a typical socket read. */
 const CHUNK = 64 * 1024;
@@ -17,14 +18,7 @@ export function* patternChunks(total: number, seed = 1, chunkSize = CHUNK): Gene
   while (left > 0) {
     const n = Math.min(chunkSize, left);
     const words = new Uint32Array(Math.ceil(n / 4));
-    for (let i = 0; i < words.length; i++) {
-      x ^= x << 13;
-      x >>>= 0;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      x >>>= 0;
-      words[i] = x;
-    }
+    x = xorshiftFill(words, x);
     left -= n;
     yield Buffer.from(words.buffer, 0, n);
   }
