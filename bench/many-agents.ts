@@ -31,6 +31,9 @@ async function main(): Promise<void> {
         CLIENT_TOKEN: c.clientToken,
         PROXY_URL: spec.proxyUrl,
         TOOL_URL: spec.toolUrl,
+        // One tunnel each: the figure is memory per idle agent *connection*
+        // (an agent with the default two tunnels costs twice that).
+        POSTERN_CONNECTIONS: '1',
       });
       const agent = new PosternAgent(config, logger);
       agents.push(agent);

@@ -481,7 +481,7 @@ function buildRows(r: Results['scenarios']): Row[] {
     pass: m.serverIdleRss <= 60 * MiB,
   });
   rows.push({
-    scenario: `server RSS per idle agent (${m.agents})`,
+    scenario: `server RSS per idle agent connection (${m.agents})`,
     direct: '',
     postern: `${f1(m.perAgentBytes / KiB)} KiB`,
     compare: `${mib(m.serverRssBefore)} → ${mib(m.serverRssAfter)}`,

@@ -218,6 +218,39 @@ describe('isolation between tunnels', () => {
     expect(res.json.url).toBe('/still-fine');
   });
 
+  it('closes an upgraded tunnel that sends no HELLO within POSTERN_HANDSHAKE_TIMEOUT_MS, and only that one', async () => {
+    const t = await startTunnel(cleanup, { server: { env: { POSTERN_HANDSHAKE_TIMEOUT_MS: '300' } } });
+    const ws = new WebSocket(`${t.server.publicUrl.replace(/^http/, 'ws')}/v1/tunnel`, {
+      headers: { authorization: `Bearer ${t.clientToken}`, 'x-postern-client-id': t.clientId },
+    });
+    cleanup.add(() => ws.terminate());
+    await new Promise<void>((resolve, reject) => ws.once('open', resolve).once('error', reject));
+    const openedAt = performance.now();
+    const closed = new Promise<{ code: number; reason: string }>((resolve) =>
+      ws.once('close', (code: number, reason: Buffer) => resolve({ code, reason: reason.toString() })),
+    );
+    // Says nothing: a half-sent handshake, or a slowloris on the tunnel endpoint.
+    const { code, reason } = await within(closed, 5_000, 'the handshake timeout');
+    expect(code).toBe(CloseCodes.HANDSHAKE_FAILED);
+    expect(reason).toBe('handshake timeout');
+    expect(performance.now() - openedAt).toBeGreaterThanOrEqual(250);
+    expect(t.server.server.registry.connections(t.clientId)).toHaveLength(1);
+    expect((await send(t.url('/ok'))).status).toBe(200);
+  });
+
+  it('closes a tunnel that sends a message over POSTERN_MAX_FRAME_SIZE (1009), and only that one', async () => {
+    const t = await startTunnel(cleanup, { server: { env: { POSTERN_MAX_FRAME_SIZE: String(64 * 1024) } } });
+    const raw = await rawAgent(t.server.publicUrl, t.clientId, t.clientToken);
+    raw.on('error', () => {}); // the server's close may race our own write
+    cleanup.add(() => raw.terminate());
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 2, 'the raw agent to register');
+    const closed = new Promise<number>((resolve) => raw.once('close', (code: number) => resolve(code)));
+    raw.send(Buffer.alloc(64 * 1024 + 1));
+    expect(await within(closed, 5_000, 'the server to refuse the oversized message')).toBe(1009);
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 1, 'the tunnel to leave the registry');
+    expect((await send(t.url('/ok'))).status).toBe(200);
+  });
+
   it('closes a tunnel whose first frame is not a valid HELLO with the handshake close code', async () => {
     const t = await startTunnel(cleanup);
     const ws = new WebSocket(`${t.server.publicUrl.replace(/^http/, 'ws')}/v1/tunnel`, {

@@ -258,6 +258,15 @@ describe('ReceiveWindow', () => {
     expect(w.size).toBe(W);
   });
 
+  it('on a long path, counts a queue as congestion only once it is longer than the base RTT', () => {
+    const w = fresh({ now: 0 });
+    pass(w, W);
+    expect(w.takeUpdate(40, 50, 30)).toBe(2 * W); // 30 ms of queue on a 50 ms path: still grows
+    pass(w, 2 * W);
+    expect(w.takeUpdate(60, 50, 60)).toBe(W); // 60 ms: halves, withholding W of the 2W consumed
+    expect(w.size).toBe(W);
+  });
+
   it('grows on the base RTT it is given: 2 × base above MIN_GROWTH_HORIZON_MS widens the horizon', () => {
     const w = fresh({ now: 0 });
     pass(w, W);
