@@ -272,7 +272,7 @@ async function scenarioBulk(s: Stack): Promise<{ download: BulkPair & { bytes: n
 }
 
 async function scenarioManyStreams(s: Stack): Promise<{ direct: ManyStreamsResult; tunnel: ManyStreamsResult }> {
-  log(`${P.streams} concurrent GETs of ${P.streamBytes / KiB} KiB: direct, then through postern (one tunnel)`);
+  log(`${P.streams} concurrent GETs of ${P.streamBytes / KiB} KiB: direct, then through postern (the agent's default two tunnels)`);
   const direct = await manyStreams(`${s.tool.url}/bytes?n=${P.streamBytes}`, P.streams, P.streamBytes, 60_000);
   const tunnel = await manyStreams(`${s.ingress}/bytes?n=${P.streamBytes}`, P.streams, P.streamBytes, 60_000);
   return { direct, tunnel };
