@@ -76,6 +76,84 @@ describe('agent policy (POSTERN_ALLOW)', () => {
   });
 });
 
+describe('agent policy with a built-in preset', () => {
+  it('answers 403 with the rule outcome, counts each denial in the agent status and lets reads through', async () => {
+    const t = await startTunnel(cleanup, {
+      toolPath: '/gitlab',
+      agentEnv: { TOOL_TYPE: 'gitlab', POSTERN_ALLOW: 'preset', POSTERN_STATUS_PORT: '0' },
+    });
+
+    const read = await sendJson<EchoBody>(t.url('/api/v4/projects/group%2Fproject/merge_requests?state=opened'));
+    expect(read.status).toBe(200);
+    expect(read.json.url).toBe('/gitlab/api/v4/projects/group%2Fproject/merge_requests?state=opened');
+    const hook = await sendJson<EchoBody>(t.url('/api/v4/projects/42/hooks'), { method: 'POST', json: { url: 'https://saas.example/hook' } });
+    expect(hook.status).toBe(200);
+
+    const denials: [string, string, Record<string, string>, string][] = [
+      ['DELETE', '/api/v4/projects/1', {}, 'no rule allows DELETE /api/v4/projects/1; closest rule "project": method DELETE is not one of GET, HEAD'],
+      ['GET', '/api/v4/users?per_page=100', {}, 'no rule allows GET /api/v4/users'],
+      ['GET', '/api/v4/projects/42', { sudo: 'root' }, 'no rule allows GET /api/v4/projects/42; closest rule "project": header "sudo" must be absent'],
+      ['GET', '/api/v4/projects/42?sudo=root', {}, 'no rule allows GET /api/v4/projects/42; closest rule "project": query parameter "sudo" must be absent'],
+      ['GET', '/api/v4/projects/42/variables', {}, 'no rule allows GET /api/v4/projects/42/variables'],
+    ];
+    for (const [method, path, headers, message] of denials) {
+      const res = await sendJson<ErrorBody>(t.url(path), { method, headers });
+      expect(res.status, path).toBe(403);
+      expect(res.json.error, path).toBe('forbidden_by_agent');
+      expect(res.json.message, path).toBe(message);
+    }
+
+    expect(t.upstream.requests.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'GET /gitlab/api/v4/projects/group%2Fproject/merge_requests?state=opened',
+      'POST /gitlab/api/v4/projects/42/hooks',
+    ]);
+    expect(t.agent.agent.status().policyDenials).toBe(denials.length);
+    const status = await sendJson<{ policyDenials: number; requests: number }>(`http://127.0.0.1:${t.agent.agent.statusPort}/status`);
+    expect(status.json.policyDenials).toBe(denials.length);
+    expect(status.json.requests).toBe(2);
+  });
+
+  it('refuses to start with an unknown preset or a TOOL_TYPE without one', async () => {
+    await expect(startTunnel(cleanup, { agentEnv: { POSTERN_ALLOW: 'preset:nexus' } })).rejects.toThrow(/POSTERN_ALLOW: unknown preset "nexus"/);
+    await expect(startTunnel(cleanup, { agentEnv: { POSTERN_ALLOW: 'preset', TOOL_TYPE: 'bearer' } })).rejects.toThrow(/TOOL_TYPE=bearer has no preset/);
+  });
+});
+
+describe('confinement through the real ingress', () => {
+  it('refuses crafted paths before the tool and passes the allowed ones byte for byte', async () => {
+    const t = await startTunnel(cleanup, { toolPath: '/gitlab' });
+    const refused: [string, RegExp][] = [
+      ['//evil.example/x', /empty segment/],
+      ['/http://evil.example/x', /empty segment/],
+      ['/api//v4', /empty segment/],
+      ['/api/%2F%2Fevil.example', /empty segment/],
+      ['/api/..;/admin', /dot segment/],
+      ['/api/%2e%2e%3b/admin', /dot segment/],
+      ['/api/%EF%BC%8E%EF%BC%8E/admin', /dot segment/],
+      ['/api/.../admin', /dot segment/],
+      ['/api/%c0%ae%c0%ae/admin', /not valid UTF-8/],
+      ['/api/%25252e%25252e/admin', /dot segment/],
+      ['/api%5c..%5cadmin', /backslash/],
+      ['/api%00/x', /control character/],
+      ['/api/%0d%0aX-Injected:%201', /control character/],
+      ['/api/%zz', /malformed/],
+    ];
+    for (const [path, reason] of refused) {
+      const res = await sendJson<ErrorBody>(t.url(path));
+      expect(res.status, path).toBe(403);
+      expect(res.json.error, path).toBe('forbidden_by_agent');
+      expect(res.json.message, path).toMatch(reason);
+    }
+    const allowed = ['/api/v4/projects/group%2Fproject', '/npm/@scope%2fname', '/a/..b/c.', '/branches/100%25', '/job/x/', '/a?path=../../etc&x=%2e%2e'];
+    for (const path of allowed) {
+      const res = await sendJson<EchoBody>(t.url(path));
+      expect(res.status, path).toBe(200);
+      expect(res.json.url, path).toBe(`/gitlab${path}`);
+    }
+    expect(t.upstream.requests).toHaveLength(allowed.length);
+  });
+});
+
 describe("the tool's credential (TOOL_SECRET)", () => {
   it('sends PRIVATE-TOKEN for TOOL_TYPE=gitlab and replaces, never duplicates, caller-supplied credentials', async () => {
     const t = await startTunnel(cleanup, { agentEnv: { TOOL_TYPE: 'gitlab', TOOL_SECRET: 'glpat-tool-secret' } });
