@@ -36,6 +36,9 @@ export async function startAgent(opts: StartAgentOptions): Promise<StartedAgent>
     // Most tests reason about one tunnel; those about several (and the
     // default of 2) set POSTERN_CONNECTIONS themselves.
     POSTERN_CONNECTIONS: '1',
+    // The default (stdout) would write into the test runner's output; tests
+    // about the audit log set a file.
+    POSTERN_AUDIT_LOG: 'off',
     ...opts.env,
   });
   const agent = new PosternAgent(config, testLogger('postern-agent'));

@@ -1,7 +1,7 @@
 import WebSocket from 'ws';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cleanup } from '../helpers/cleanup.js';
-import { send, sendJson } from '../helpers/http-client.js';
+import { rawHeaderValues, send, sendJson } from '../helpers/http-client.js';
 import { startAgent } from '../helpers/start-agent.js';
 import { startServer, TEST_ADMIN_TOKEN } from '../helpers/start-server.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
@@ -114,5 +114,76 @@ describe('revocation and rotation on live tunnels', () => {
     const res = await within(send(t.url('/with-new-token')), 5_000, 'request with the new token');
     expect(res.status).toBe(200);
     expect(oldConnector.state).toBe('stopped');
+  });
+});
+
+describe('the tool credential per TOOL_TYPE (TOOL_SECRET)', () => {
+  const secret = 'tool-secret-Zq8';
+  const basic = (s: string): string => `Basic ${Buffer.from(s).toString('base64')}`;
+  /** [TOOL_TYPE, TOOL_SECRET, the one header the tool must receive (name as sent, value)] */
+  const types: [string, string, [string, string]][] = [
+    ['github', secret, ['authorization', `Bearer ${secret}`]],
+    ['gitlab', secret, ['private-token', secret]],
+    ['bitbucket', secret, ['authorization', `Bearer ${secret}`]],
+    ['azuredevops', secret, ['authorization', basic(`:${secret}`)]],
+    ['jenkins', `robot:${secret}`, ['authorization', basic(`robot:${secret}`)]],
+    ['bearer', secret, ['authorization', `Bearer ${secret}`]],
+    ['header:X-API-Key', secret, ['X-API-Key', secret]],
+    ['header:X-Custom-Auth', secret, ['X-Custom-Auth', secret]],
+  ];
+
+  /**
+   * Every way a caller might slip its own credential past the agent: repeats,
+   * letter-case variants of each credential header, a session cookie, and the
+   * custom header of the header:<Name> types. Each value is unique so a leak
+   * names itself.
+   */
+  const callerHeaders = [
+    'Authorization', 'Bearer caller-1',
+    'Authorization', 'Bearer caller-2',
+    'authorization', 'Basic caller-3',
+    'AUTHORIZATION', 'token caller-4',
+    'Private-Token', 'caller-5',
+    'PRIVATE-TOKEN', 'caller-6',
+    'private-token', 'caller-7',
+    'Job-Token', 'caller-8',
+    'DEPLOY-TOKEN', 'caller-9',
+    'x-api-key', 'caller-10',
+    'X-API-KEY', 'caller-11',
+    'Cookie', '_gitlab_session=caller-14',
+    'cookie', 'JSESSIONID=caller-15',
+    'Proxy-Authorization', 'Basic caller-16',
+    'X-Kept', 'kept-1',
+  ];
+
+  it.each(types)('TOOL_TYPE=%s: the tool gets exactly the agent’s header and no caller credential', async (type, toolSecret, [name, value]) => {
+    const t = await startTunnel(cleanup, { agentEnv: { TOOL_TYPE: type, TOOL_SECRET: toolSecret } });
+    // For header:<Name>, the caller also tries <Name> itself, in two letter cases.
+    const own = type.startsWith('header:') ? [name.toLowerCase(), 'caller-12', name.toUpperCase(), 'caller-13'] : [];
+    const res = await send(t.url('/api/resource?x=1'), { method: 'POST', headers: [...callerHeaders, ...own], body: 'payload' });
+    expect(res.status).toBe(200);
+    const seen = (await t.upstream.waitForRequests(1)).rawHeaders;
+
+    // The credential, once, with the exact name and value.
+    const pairs = seen.flatMap((h, i) => (i % 2 === 0 ? [[h, seen[i + 1]!] as const] : []));
+    expect(pairs.filter(([n]) => n.toLowerCase() === name.toLowerCase())).toEqual([[name, value]]);
+    // No other credential header at all, and no caller value anywhere.
+    const credentialNames = ['authorization', 'private-token', 'job-token', 'deploy-token', 'x-api-key', 'cookie', 'proxy-authorization'];
+    const others = pairs.filter(([n]) => credentialNames.includes(n.toLowerCase()) && n.toLowerCase() !== name.toLowerCase());
+    expect(others).toEqual([]);
+    expect(seen.filter((h) => h.includes('caller-'))).toEqual([]);
+    // Everything else passes as sent.
+    expect(rawHeaderValues(seen, 'x-kept')).toEqual(['kept-1']);
+    expect(t.upstream.requests[0]!.url).toBe('/api/resource?x=1');
+    expect((await t.upstream.requests[0]!.body).bytes).toBe('payload'.length);
+  });
+
+  it('without TOOL_SECRET passes the caller’s credential headers as sent (the caller brings its own token)', async () => {
+    const t = await startTunnel(cleanup);
+    const res = await send(t.url('/own-token'), { headers: ['Authorization', 'Bearer caller-1', 'authorization', 'Bearer caller-2', 'PRIVATE-TOKEN', 'caller-3'] });
+    expect(res.status).toBe(200);
+    const seen = (await t.upstream.waitForRequests(1)).rawHeaders;
+    expect(rawHeaderValues(seen, 'authorization')).toEqual(['Bearer caller-1', 'Bearer caller-2']);
+    expect(rawHeaderValues(seen, 'private-token')).toEqual(['caller-3']);
   });
 });
