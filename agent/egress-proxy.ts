@@ -1,5 +1,5 @@
 import type { ClientRequestArgs } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { ConfigError } from '../protocol/tunnel-error.js';
@@ -95,7 +95,15 @@ export class ConnectProxyAgent extends Agent {
         cb?.(null, socket);
         return;
       }
-      const tls = tlsConnect({ socket, servername: options.servername ?? host, ALPNProtocols: ['http/1.1'] });
+      // `host` is what the certificate must name (an IP address too); SNI
+      // carries host names only. Without `host`, Node checks the certificate
+      // against "localhost".
+      const tls = tlsConnect({
+        socket,
+        host,
+        ...(isIP(host) ? {} : { servername: options.servername ?? host }),
+        ALPNProtocols: ['http/1.1'],
+      });
       cb?.(null, tls);
     });
     req.once('error', (err) => fail(new Error(`egress proxy ${this.proxy.host} unreachable: ${err.message}`)));

@@ -75,7 +75,59 @@ export async function clientCommand(
       );
       return;
     }
+    case 'api-key':
+      return apiKeyCommand(args, target, opts);
     default:
-      throw new CliError('usage: postern client create|list|revoke|rotate', ExitCodes.USAGE);
+      throw new CliError('usage: postern client create|list|revoke|rotate|api-key', ExitCodes.USAGE);
+  }
+}
+
+interface ApiKeyListed {
+  keyId: string;
+  name: string;
+  createdAt: string;
+}
+
+const API_KEY_USAGE = 'usage: postern client api-key create <clientId> [--name N] | list <clientId> | revoke <clientId> <keyId>';
+
+/** `postern client api-key create|list|revoke`: ingress API keys of one client. */
+async function apiKeyCommand(args: string[], target: AdminTarget, opts: { name?: string; json?: boolean }): Promise<void> {
+  const [action, id, keyId] = args;
+  if (!id) throw new CliError(API_KEY_USAGE, ExitCodes.USAGE);
+  const base = `v1/clients/${encodeURIComponent(id)}/api-keys`;
+  switch (action) {
+    case 'create': {
+      const k = await adminRequest<ApiKeyListed & { clientId: string; apiKey: string }>(
+        target,
+        'POST',
+        base,
+        opts.name ? { name: opts.name } : {},
+      );
+      process.stdout.write(
+        opts.json
+          ? `${JSON.stringify(k)}\n`
+          : `Created API key ${k.keyId} (${k.name}) for client ${id}. The key is shown only now:\n\n  ${k.apiKey}\n\n` +
+              `Callers send it with every request: x-postern-api-key: <key>\n` +
+              `From now on, requests for this client without one of its keys get 401.\n`,
+      );
+      return;
+    }
+    case 'list': {
+      const res = await adminRequest<{ apiKeys: ApiKeyListed[] }>(target, 'GET', base);
+      process.stdout.write(
+        opts.json
+          ? `${JSON.stringify(res.apiKeys)}\n`
+          : `${table(['KEY', 'NAME', 'CREATED'], res.apiKeys.map((k) => [k.keyId, k.name, k.createdAt]))}\n`,
+      );
+      return;
+    }
+    case 'revoke': {
+      if (!keyId) throw new CliError(API_KEY_USAGE, ExitCodes.USAGE);
+      const res = await adminRequest<{ revoked: boolean }>(target, 'DELETE', `${base}/${encodeURIComponent(keyId)}`);
+      process.stdout.write(opts.json ? `${JSON.stringify(res)}\n` : `Revoked API key ${keyId} of client ${id}.\n`);
+      return;
+    }
+    default:
+      throw new CliError(API_KEY_USAGE, ExitCodes.USAGE);
   }
 }

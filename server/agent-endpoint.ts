@@ -11,6 +11,7 @@ import { TunnelError } from '../protocol/tunnel-error.js';
 import { TunnelSession } from '../protocol/tunnel-session.js';
 import { WsTransport } from '../protocol/ws-transport.js';
 import type { AgentConnection } from './agent-connection.js';
+import type { AuthGuard } from './auth-guard.js';
 import type { ClientStore } from './client-store.js';
 import type { ServerConfig } from './server-config.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
@@ -22,6 +23,8 @@ export interface AgentEndpointOptions {
   registry: TunnelRegistry;
   /** True while the server drains: new tunnels are refused (503) so agents dial another replica. */
   draining: () => boolean;
+  /** Rate-limits failed authentications per source address. */
+  guard: AuthGuard;
 }
 
 /** Header the agent names its client with; the token travels as Bearer. */
@@ -44,13 +47,18 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
         .send({ error: ErrorCodes.SERVER_DRAINING.error, message: ErrorCodes.SERVER_DRAINING.message, requestId: req.id });
       return;
     }
+    if (await opts.guard.refuseIfBlocked(req, reply)) return;
     const clientId = req.headers[CLIENT_ID_HEADER];
     const auth = req.headers.authorization;
     const token = typeof auth === 'string' && auth.startsWith('Bearer ') ? auth.slice(7) : '';
     if (typeof clientId !== 'string' || !token || !store.verify(clientId, token)) {
-      req.log.warn({ clientId: typeof clientId === 'string' ? clientId : undefined, remote: req.ip }, 'agent refused: bad credentials');
+      // The id is the caller's own text: logged short, never the token.
+      opts.guard.failed(req, 'agent refused: bad credentials', {
+        clientId: typeof clientId === 'string' ? clientId.slice(0, 64) : undefined,
+      });
       await reply
         .code(401)
+        .header('connection', 'close')
         .send({ error: 'unauthorized', message: 'unknown client id or wrong token', requestId: req.id });
     }
   };
@@ -74,6 +82,9 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
     const handshakeTimer = setTimeout(() => {
       log.warn({ timeoutMs: config.handshakeTimeoutMs }, 'agent sent no HELLO in time');
       socket.close(CloseCodes.HANDSHAKE_FAILED, 'handshake timeout');
+      // A peer that sends nothing will not answer the close either: free
+      // the socket soon instead of after ws's 30 s close timeout.
+      setTimeout(() => socket.terminate(), 1_000).unref();
     }, config.handshakeTimeoutMs);
 
     socket.on('message', (data: Buffer, isBinary: boolean) => {
@@ -100,7 +111,9 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
           localMaxFrameSize: config.maxFrameSize,
           onClose: (err) => {
             if (conn) registry.remove(conn);
-            log.info({ reason: err?.message, code: err?.code }, 'agent disconnected');
+            // Abuse and protocol breaches stand out at warn; ordinary goodbyes stay at info.
+            const abuse = err?.info === ErrorCodes.FLOOD || err?.info === ErrorCodes.PROTOCOL;
+            log[abuse ? 'warn' : 'info']({ reason: err?.message, code: err?.code }, 'agent disconnected');
           },
           onGoaway: (frame) => {
             // An acknowledgement of our own GOAWAY is routine; an agent's own is worth a line.
@@ -129,7 +142,14 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
       clearTimeout(handshakeTimer);
       session?.transportClosed(`websocket closed with code ${code}`);
     });
-    socket.on('error', (err: Error) => log.warn({ err: err.message }, 'tunnel socket error'));
+    // ws names the limit it enforced (e.g. 'Max payload size exceeded'); the log adds its value.
+    socket.on('error', (err: Error) => {
+      log.warn({ err: err.message, maxFrameSize: config.maxFrameSize }, 'tunnel socket error');
+      // The tunnel is unusable now (ws closes it): fail its streams and take
+      // it out of the registry at once, not when the peer finally goes quiet.
+      session?.transportClosed(`socket error: ${err.message}`);
+      socket.terminate();
+    });
   });
 }
 

@@ -7,6 +7,15 @@ export interface ClientRecord {
   rotatedAt: string | null;
 }
 
+/** An ingress API key of a client, as listed (the key itself is never stored). */
+export interface ApiKeyRecord {
+  keyId: string;
+  clientId: string;
+  /** A label for people ("ci", "billing service"); not secret. */
+  name: string;
+  createdAt: string;
+}
+
 /**
  * Where clients live. The embedded implementation is SqliteClientStore; a
  * PostgreSQL one can slot in for cluster mode (see SPEC "Later").
@@ -18,9 +27,20 @@ export interface ClientStore {
   get(clientId: string): ClientRecord | undefined;
   /** Checks a token in constant time; false for unknown or revoked clients. */
   verify(clientId: string, token: string): boolean;
-  /** Deletes the client; returns false if it did not exist. */
+  /** Deletes the client and its API keys; returns false if it did not exist. */
   revoke(clientId: string): boolean;
   /** Replaces the token; returns the new one, or undefined if no such client. */
   rotate(clientId: string): string | undefined;
+  /**
+   * Adds an ingress API key to a client and returns it with the key (shown
+   * this once); undefined if no such client.
+   */
+  createApiKey(clientId: string, name: string): (ApiKeyRecord & { apiKey: string }) | undefined;
+  /** The client's API keys (never the keys themselves), oldest first. */
+  listApiKeys(clientId: string): ApiKeyRecord[];
+  /** SHA-256 hashes (hex) of the client's API keys, for the ingress's check. */
+  apiKeyHashes(clientId: string): string[];
+  /** Deletes one API key of a client; false if there was no such key. */
+  revokeApiKey(clientId: string, keyId: string): boolean;
   close(): void;
 }

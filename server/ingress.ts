@@ -10,6 +10,7 @@ import type { AgentConnection } from './agent-connection.js';
 import { countError, type ClientStats } from './client-stats.js';
 import type { ClientStore } from './client-store.js';
 import { sendError } from './http-errors.js';
+import { API_KEY_HEADER, type IngressApiKeys } from './ingress-api-keys.js';
 import type { ServerConfig } from './server-config.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
 
@@ -19,13 +20,19 @@ export interface IngressOptions {
   registry: TunnelRegistry;
   stats: ClientStats;
   logger: Logger;
+  apiKeys: IngressApiKeys;
+  /** Called with the caller's address for each refused API key, to bound logging; true = log this one at warn. */
+  firstRefusal?: (remote: string | undefined) => boolean;
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** Longest a complete response waits for the caller to finish an upload the tool did not read. */
 const LINGER_MS = 5_000;
-/** A caller cannot choose the request id the agent logs. */
-const DROP_INBOUND: ReadonlySet<string> = new Set([REQUEST_ID_HEADER]);
+/**
+ * A caller cannot choose the request id the agent logs, and its API key is
+ * for Postern only: neither reaches the agent or the tool.
+ */
+const DROP_INBOUND: ReadonlySet<string> = new Set([REQUEST_ID_HEADER, API_KEY_HEADER]);
 
 /** Splits `/t/<clientId>/<rest>?<query>` without decoding anything. */
 export function parseIngressUrl(url: string): { clientId: string; path: string } | undefined {
@@ -81,6 +88,11 @@ export class Ingress {
       return;
     }
     const counters = stats.for(clientId);
+    const keyOutcome = this.opts.apiKeys.check(clientId, req.headers[API_KEY_HEADER]);
+    if (keyOutcome !== 'open' && keyOutcome !== 'ok') {
+      this.refuseApiKey(req, res, requestId, clientId, keyOutcome);
+      return;
+    }
     if (counters.inFlight >= config.maxStreamsPerClient) {
       counters.requests++;
       countError(counters, ErrorCodes.TOO_MANY_STREAMS);
@@ -101,6 +113,38 @@ export class Ingress {
       return;
     }
     new IngressExchange(this, this.opts, req, res, requestId, clientId, path, hasBody).start();
+  }
+
+  /**
+   * 401 for a request without its client's API key. No block per address
+   * here (see README, "Ingress API keys"): keys are 256-bit random, and
+   * one misconfigured service must not lock out every caller behind the
+   * same address. Logged at warn once per address per window, then debug.
+   */
+  private refuseApiKey(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    clientId: string,
+    outcome: 'missing' | 'wrong' | 'none',
+  ): void {
+    const counters = this.opts.stats.for(clientId);
+    counters.requests++;
+    countError(counters, ErrorCodes.UNAUTHORIZED);
+    const remote = req.socket.remoteAddress;
+    const fields = { clientId, requestId, remote, reason: outcome };
+    if (this.opts.firstRefusal?.(remote) ?? true) this.opts.logger.warn(fields, 'ingress refused: API key');
+    else this.opts.logger.debug(fields, 'ingress refused: API key');
+    // Its body is not wanted: close instead of reading it (a trickled body would hold the connection).
+    const length = req.headers['content-length'];
+    if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) res.shouldKeepAlive = false;
+    const message =
+      outcome === 'none'
+        ? `this server requires an API key for every client (POSTERN_REQUIRE_API_KEYS) and this client has none`
+        : outcome === 'missing'
+          ? `this client requires an API key in the ${API_KEY_HEADER} header`
+          : `the API key in ${API_KEY_HEADER} is not one of this client's`;
+    sendError(res, ErrorCodes.UNAUTHORIZED, requestId, message);
   }
 }
 

@@ -19,3 +19,17 @@ export function tokenMatches(presented: string, storedHash: string): boolean {
   const b = Buffer.from(storedHash, 'hex');
   return a.length === b.length && timingSafeEqual(a, b);
 }
+
+/**
+ * True if `presented` hashes to any of `storedHashes` (SHA-256, hex). Every
+ * hash is compared, in constant time, whichever matches: the time depends
+ * on the number of keys, never on how close a guess came.
+ */
+export function tokenMatchesAny(presented: string, storedHashes: readonly Buffer[]): boolean {
+  const digest = createHash('sha256').update(presented, 'utf8').digest();
+  let match = false;
+  for (const stored of storedHashes) {
+    if (stored.length === digest.length && timingSafeEqual(digest, stored)) match = true;
+  }
+  return match;
+}

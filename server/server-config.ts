@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/tunnel-error.js';
 import { Defaults } from '../protocol/handshake.js';
 
@@ -36,6 +37,30 @@ export interface ServerConfig {
   drainTimeoutMs: number;
   /** Largest tunnel frame accepted. Default 1 MiB. */
   maxFrameSize: number;
+  /** PEM certificate (chain) file: both listeners serve HTTPS (and wss) when set with tlsKey. */
+  tlsCert: string | undefined;
+  /** PEM private key file of tlsCert. */
+  tlsKey: string | undefined;
+  /**
+   * Reverse proxies whose `X-Forwarded-For` is believed, as a comma-separated
+   * list of addresses or CIDR ranges (or `loopback`, `linklocal`,
+   * `uniquelocal`). Unset: the TCP peer is the source address. Default unset.
+   */
+  trustProxy: string | undefined;
+  /**
+   * Time a connection has to deliver a request head (request line and
+   * headers), counted from its first byte (or from the TCP accept for a new
+   * connection); also the TLS handshake's time limit. Default 20000.
+   */
+  headersTimeoutMs: number;
+  /** Failed authentications per source address within authFailureWindowMs before it is refused (429); 0 = never. Default 30. */
+  authFailureLimit: number;
+  /** Counting window of authFailureLimit. Default 60000. */
+  authFailureWindowMs: number;
+  /** How long an address over authFailureLimit is refused. Default 60000. */
+  authBlockMs: number;
+  /** Every ingress request must carry an API key of its client, also for clients without keys (then: none passes). Default false. */
+  requireApiKeys: boolean;
 }
 
 export const serverDefaults: ServerConfig = Object.freeze({
@@ -54,6 +79,14 @@ export const serverDefaults: ServerConfig = Object.freeze({
   streamIdleTimeoutMs: 300_000,
   drainTimeoutMs: 30_000,
   maxFrameSize: Defaults.maxFrameSize,
+  tlsCert: undefined,
+  tlsKey: undefined,
+  trustProxy: undefined,
+  headersTimeoutMs: 20_000,
+  authFailureLimit: 30,
+  authFailureWindowMs: 60_000,
+  authBlockMs: 60_000,
+  requireApiKeys: false,
 });
 
 /** Environment variable of each setting (the flag is its kebab-case twin). */
@@ -73,6 +106,14 @@ export const serverEnvNames: Record<keyof ServerConfig, string> = {
   streamIdleTimeoutMs: 'POSTERN_STREAM_IDLE_TIMEOUT_MS',
   drainTimeoutMs: 'POSTERN_DRAIN_TIMEOUT_MS',
   maxFrameSize: 'POSTERN_MAX_FRAME_SIZE',
+  tlsCert: 'POSTERN_TLS_CERT',
+  tlsKey: 'POSTERN_TLS_KEY',
+  trustProxy: 'POSTERN_TRUST_PROXY',
+  headersTimeoutMs: 'POSTERN_HEADERS_TIMEOUT_MS',
+  authFailureLimit: 'POSTERN_AUTH_FAILURE_LIMIT',
+  authFailureWindowMs: 'POSTERN_AUTH_FAILURE_WINDOW_MS',
+  authBlockMs: 'POSTERN_AUTH_BLOCK_MS',
+  requireApiKeys: 'POSTERN_REQUIRE_API_KEYS',
 };
 
 const ranges: Partial<Record<keyof ServerConfig, [number, number]>> = {
@@ -88,7 +129,13 @@ const ranges: Partial<Record<keyof ServerConfig, [number, number]>> = {
   streamIdleTimeoutMs: [0, 86_400_000],
   drainTimeoutMs: [0, 3_600_000],
   maxFrameSize: [64 * 1024, 64 * 1024 * 1024],
+  headersTimeoutMs: [100, 600_000],
+  authFailureLimit: [0, 1_000_000],
+  authFailureWindowMs: [100, 86_400_000],
+  authBlockMs: [100, 86_400_000],
 };
+
+const booleans: ReadonlySet<keyof ServerConfig> = new Set(['requireApiKeys']);
 
 /**
  * Builds the server config from flags (camelCase keys, already parsed) over
@@ -106,9 +153,37 @@ export function loadServerConfig(
     const label = flags[key] !== undefined ? `--${kebab(key)}` : envName;
     const range = ranges[key];
     if (range) out[key] = parseInteger(label, raw, range[0], range[1]);
+    else if (booleans.has(key)) out[key] = parseBoolean(label, raw);
     else out[key] = raw;
   }
+  if (out.trustProxy !== undefined) checkTrustProxy(out.trustProxy as string);
   return out as unknown as ServerConfig;
+}
+
+function parseBoolean(setting: string, raw: string): boolean {
+  const v = raw.trim().toLowerCase();
+  if (v === 'true' || v === '1' || v === 'yes') return true;
+  if (v === 'false' || v === '0' || v === 'no') return false;
+  throw new ConfigError(setting, `expected true or false, got ${JSON.stringify(raw)}`);
+}
+
+const PROXY_KEYWORDS = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+/**
+ * Only explicit addresses: `true` (believe every X-Forwarded-For) would let
+ * any caller pick the address it is rate-limited and logged under.
+ */
+function checkTrustProxy(raw: string): void {
+  for (const entry of raw.split(',').map((e) => e.trim())) {
+    const [addr = '', bits, extra] = entry.split('/');
+    const family = isIP(addr);
+    const bitsOk = bits === undefined || (/^\d+$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (PROXY_KEYWORDS.has(entry) || (family !== 0 && bitsOk && extra === undefined)) continue;
+    throw new ConfigError(
+      'POSTERN_TRUST_PROXY',
+      `${JSON.stringify(entry)} is not an address, a CIDR range or one of loopback, linklocal, uniquelocal`,
+    );
+  }
 }
 
 export function parseInteger(setting: string, raw: string, min: number, max: number): number {

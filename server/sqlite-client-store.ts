@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { customAlphabet } from 'nanoid';
-import type { ClientRecord, ClientStore } from './client-store.js';
+import type { ApiKeyRecord, ClientRecord, ClientStore } from './client-store.js';
 import { generateToken, hashToken, tokenMatches } from './secrets.js';
 
 /**
@@ -11,6 +11,17 @@ import { generateToken, hashToken, tokenMatches } from './secrets.js';
  * and the id appears in URLs, shell lines and logs.
  */
 const newClientId = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 22);
+
+/** API key ids: 12 of the same characters; they are labels in URLs and CLI lines, not secrets. */
+const newKeyId = customAlphabet('0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz', 12);
+
+interface KeyRow {
+  key_id: string;
+  client_id: string;
+  name: string;
+  key_hash: string;
+  created_at: string;
+}
 
 interface Row {
   client_id: string;
@@ -22,7 +33,8 @@ interface Row {
 
 /**
  * ClientStore on node:sqlite (built into Node 22.13+/24, no native addon),
- * one file `postern.db` in the data directory. Only token hashes are stored.
+ * one file `postern.db` in the data directory. Only hashes of client tokens
+ * and API keys are stored.
  */
 export class SqliteClientStore implements ClientStore {
   private readonly db: DatabaseSync;
@@ -32,6 +44,10 @@ export class SqliteClientStore implements ClientStore {
     get: StatementSync;
     del: StatementSync;
     rotate: StatementSync;
+    insertKey: StatementSync;
+    listKeys: StatementSync;
+    delKey: StatementSync;
+    delKeys: StatementSync;
   };
 
   constructor(dataDir: string) {
@@ -47,6 +63,14 @@ export class SqliteClientStore implements ClientStore {
         created_at TEXT NOT NULL,
         rotated_at TEXT
       );
+      CREATE TABLE IF NOT EXISTS api_keys (
+        key_id     TEXT PRIMARY KEY,
+        client_id  TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        key_hash   TEXT NOT NULL,
+        created_at TEXT NOT NULL
+      );
+      CREATE INDEX IF NOT EXISTS api_keys_by_client ON api_keys (client_id);
     `);
     this.stmts = {
       insert: this.db.prepare('INSERT INTO clients (client_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)'),
@@ -54,6 +78,10 @@ export class SqliteClientStore implements ClientStore {
       get: this.db.prepare('SELECT * FROM clients WHERE client_id = ?'),
       del: this.db.prepare('DELETE FROM clients WHERE client_id = ?'),
       rotate: this.db.prepare('UPDATE clients SET token_hash = ?, rotated_at = ? WHERE client_id = ?'),
+      insertKey: this.db.prepare('INSERT INTO api_keys (key_id, client_id, name, key_hash, created_at) VALUES (?, ?, ?, ?, ?)'),
+      listKeys: this.db.prepare('SELECT * FROM api_keys WHERE client_id = ? ORDER BY rowid'),
+      delKey: this.db.prepare('DELETE FROM api_keys WHERE client_id = ? AND key_id = ?'),
+      delKeys: this.db.prepare('DELETE FROM api_keys WHERE client_id = ?'),
     };
   }
 
@@ -81,13 +109,48 @@ export class SqliteClientStore implements ClientStore {
   }
 
   revoke(clientId: string): boolean {
-    return Number(this.stmts.del.run(clientId).changes) > 0;
+    this.db.exec('BEGIN');
+    try {
+      this.stmts.delKeys.run(clientId);
+      const existed = Number(this.stmts.del.run(clientId).changes) > 0;
+      this.db.exec('COMMIT');
+      return existed;
+    } catch (err) {
+      this.db.exec('ROLLBACK');
+      throw err;
+    }
   }
 
   rotate(clientId: string): string | undefined {
     const token = generateToken();
     const changed = Number(this.stmts.rotate.run(hashToken(token), new Date().toISOString(), clientId).changes);
     return changed > 0 ? token : undefined;
+  }
+
+  createApiKey(clientId: string, name: string): (ApiKeyRecord & { apiKey: string }) | undefined {
+    if (!this.get(clientId)) return undefined;
+    const keyId = newKeyId();
+    const apiKey = generateToken();
+    const createdAt = new Date().toISOString();
+    this.stmts.insertKey.run(keyId, clientId, name, hashToken(apiKey), createdAt);
+    return { keyId, clientId, name, createdAt, apiKey };
+  }
+
+  listApiKeys(clientId: string): ApiKeyRecord[] {
+    return (this.stmts.listKeys.all(clientId) as unknown as KeyRow[]).map((r) => ({
+      keyId: r.key_id,
+      clientId: r.client_id,
+      name: r.name,
+      createdAt: r.created_at,
+    }));
+  }
+
+  apiKeyHashes(clientId: string): string[] {
+    return (this.stmts.listKeys.all(clientId) as unknown as KeyRow[]).map((r) => r.key_hash);
+  }
+
+  revokeApiKey(clientId: string, keyId: string): boolean {
+    return Number(this.stmts.delKey.run(clientId, keyId).changes) > 0;
   }
 
   close(): void {
