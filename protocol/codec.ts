@@ -1,6 +1,7 @@
 import { Packr } from 'msgpackr';
 import { ErrorCodes } from './error-codes.js';
 import { FrameType, type Frame, type HandshakeInfo, type HeaderList } from './frame-types.js';
+import { checkPlainMsgpack } from './msgpack-scan.js';
 import { ProtocolError } from './tunnel-error.js';
 
 /**
@@ -105,7 +106,9 @@ function handshakeFields(h: HandshakeInfo): HandshakeInfo {
 
 /**
  * Decodes and validates one message. `maxFrameSize` is checked before any
- * parsing so an oversized message costs nothing to refuse.
+ * parsing so an oversized message costs nothing to refuse, and the bytes
+ * must be one value of plain msgpack (checkPlainMsgpack) before msgpackr
+ * builds anything from them.
  */
 export function decodeFrame(bytes: Uint8Array, maxFrameSize: number): Frame {
   if (bytes.byteLength > maxFrameSize) {
@@ -115,6 +118,7 @@ export function decodeFrame(bytes: Uint8Array, maxFrameSize: number): Frame {
     );
   }
   if (bytes.byteLength === 0) throw new ProtocolError('empty frame');
+  checkPlainMsgpack(bytes);
   let value: unknown;
   try {
     value = packr.unpack(bytes as Buffer);

@@ -57,6 +57,10 @@ export const ErrorCodes = Object.freeze({
   HEARTBEAT_TIMEOUT: def('POSTERN_ERR_HEARTBEAT_TIMEOUT', 23, 'tunnel_lost', 502, true, 'the peer stopped answering heartbeats'),
   HANDSHAKE: def('POSTERN_ERR_HANDSHAKE', 24, 'protocol_error', 502, false, 'the handshake failed'),
   SERVER_DRAINING: def('POSTERN_ERR_SERVER_DRAINING', 25, 'server_draining', 503, true, 'this server is shutting down; send the request again'),
+  FLOOD: def('POSTERN_ERR_FLOOD', 26, 'protocol_error', 502, false, 'the peer sent too many frames that do no work, or did not read the answers'),
+  // 30+: server-side refusals that never travel in a frame (wires kept apart from frame codes).
+  TOO_MANY_AUTH_FAILURES: def('POSTERN_ERR_TOO_MANY_AUTH_FAILURES', 30, 'too_many_auth_failures', 429, true, 'too many failed authentications from this address; try again after retry-after seconds'),
+  UNKNOWN_API_KEY: def('POSTERN_ERR_UNKNOWN_API_KEY', 31, 'unknown_api_key', 404, false, 'no such API key for this client'),
 });
 
 export type ErrorCodeName = keyof typeof ErrorCodes;
@@ -88,4 +92,8 @@ export const CloseCodes = Object.freeze({
   HANDSHAKE_FAILED: 4009,
   /** Postern: server shutting down. */
   SHUTDOWN: 4010,
+  /** Postern: the peer flooded the tunnel with frames that do no work (see frame-budget.ts). */
+  FLOOD: 4011,
+  /** RFC 6455: this side hit an unexpected condition (a bug), not the peer's fault. */
+  INTERNAL_ERROR: 1011,
 });

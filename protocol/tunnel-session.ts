@@ -9,6 +9,7 @@ import {
   type ResponseFrame,
 } from './frame-types.js';
 import { ReceiveWindow, WindowBudget } from './flow-window.js';
+import { AnswerBacklog, DEFAULT_FLOOD_LIMITS, FrameBudget, type FloodLimits, type IdleFrameKind } from './frame-budget.js';
 import { Defaults, type NegotiatedLimits } from './handshake.js';
 import { RttEstimator } from './rtt-estimator.js';
 import { canReceiveData } from './stream-state.js';
@@ -76,6 +77,8 @@ export interface TunnelSessionOptions {
    * data. Default 256 KiB.
    */
   sendHighWaterMark?: number;
+  /** Limits on frames that do no work and on unread answers. Default DEFAULT_FLOOD_LIMITS. */
+  flood?: Partial<FloodLimits>;
   clock?: SessionClock;
   /** A new stream opened by the peer (agent side: an incoming request). */
   onStream?: (stream: TunnelStream, head: RequestFrame) => void;
@@ -140,6 +143,9 @@ export class TunnelSession implements StreamHost {
   private pingOutstanding = false;
   private lastReceivedAt: number;
   private readonly rtt = new RttEstimator();
+  private readonly idleFrames: FrameBudget;
+  private readonly answers: AnswerBacklog;
+  private answersDrainArmed = false;
   private closedWith: { err: TunnelError | undefined } | undefined;
   /** True once either side sent GOAWAY: no new local streams. */
   goingAway = false;
@@ -165,6 +171,9 @@ export class TunnelSession implements StreamHost {
     this.highWaterMark = opts.sendHighWaterMark ?? 256 * 1024;
     this.nextLocalId = opts.role === 'server' ? 1 : 2;
     this.lastReceivedAt = this.clock.now();
+    const flood = { ...DEFAULT_FLOOD_LIMITS, ...opts.flood };
+    this.idleFrames = new FrameBudget(flood.idleFrameBurst, flood.idleFramesPerSecond, this.lastReceivedAt);
+    this.answers = new AnswerBacklog(flood.maxQueuedAnswers);
   }
 
   get closed(): boolean {
@@ -252,20 +261,24 @@ export class TunnelSession implements StreamHost {
     for (const wake of waiters) wake();
   }
 
-  /** Feeds one received message. Protocol errors close this session only. */
+  /**
+   * Feeds one received message. Protocol errors and floods close this
+   * session only. Nothing is thrown to the caller: an unexpected error (a
+   * bug here or in a stream handler) closes this session with INTERNAL
+   * instead of taking the process, and every other tunnel, down with it.
+   */
   receive(bytes: Uint8Array): void {
     if (this.closedWith) return;
     this.lastReceivedAt = this.clock.now();
-    let frame: Frame;
     try {
-      frame = decodeFrame(bytes, this.opts.localMaxFrameSize);
-      this.handleFrame(frame);
+      this.handleFrame(decodeFrame(bytes, this.opts.localMaxFrameSize));
     } catch (err) {
       if (err instanceof TunnelError) {
-        this.close(err, CloseCodes.TUNNEL_PROTOCOL_ERROR);
+        this.close(err, err.info === ErrorCodes.FLOOD ? CloseCodes.FLOOD : CloseCodes.TUNNEL_PROTOCOL_ERROR);
         return;
       }
-      throw err;
+      const message = err instanceof Error ? err.message : String(err);
+      this.close(new TunnelError(ErrorCodes.INTERNAL, `internal error on a received frame: ${message}`, { cause: err }), CloseCodes.INTERNAL_ERROR);
     }
   }
 
@@ -311,10 +324,11 @@ export class TunnelSession implements StreamHost {
         return this.handleResponse(frame);
       case FrameType.DATA: {
         const stream = this.streamFor(frame.streamId, true);
-        if (!stream) return;
+        if (!stream) return this.idle('frame for a stream this side reset');
         if (!canReceiveData(stream.state)) {
           throw new ProtocolError(`DATA on stream ${stream.id} after its END`, ErrorCodes.STREAM_CLOSED);
         }
+        if (frame.data.byteLength === 0) return this.idle('empty DATA');
         stream.recvWindow.receive(frame.data.byteLength);
         this.bytesIn += frame.data.byteLength;
         stream.receiveData(frame.data);
@@ -322,36 +336,43 @@ export class TunnelSession implements StreamHost {
       }
       case FrameType.END: {
         const stream = this.streamFor(frame.streamId, true);
-        if (stream) stream.receiveEnd();
+        if (!stream) return this.idle('frame for a stream this side reset');
+        stream.receiveEnd();
         return;
       }
       case FrameType.RESET: {
         const stream = this.streamFor(frame.streamId, false);
-        if (!stream) return;
+        if (!stream) return this.idle('RESET for a closed stream');
+        // Rapid Reset: opening streams and cancelling them at once costs
+        // the peer nothing and this side a request each.
+        if (stream.request && !stream.headSent) this.idle('REQUEST reset by its sender before the answer');
         const info = errorCodeFromWire(frame.code);
         stream.receiveReset(new TunnelError(info, frame.message || info.message));
         return;
       }
       case FrameType.WINDOW_UPDATE: {
         const stream = this.streamFor(frame.streamId, false);
-        if (!stream) return;
+        if (!stream) return this.idle('WINDOW_UPDATE for a closed stream');
         stream.sendWindow.grant(frame.increment);
         this.schedule(stream);
         this.flush();
         return;
       }
       case FrameType.PING:
-        this.sendFrame({ type: FrameType.PONG, id: frame.id });
+        this.idle('PING');
+        this.sendAnswer({ type: FrameType.PONG, id: frame.id });
         return;
       case FrameType.PONG:
         if (this.pingOutstanding && frame.id === this.pingId) {
           const now = this.clock.now();
           this.rtt.sample(now, now - this.pingSentAt);
           this.pingOutstanding = false;
+        } else {
+          this.idle('PONG that answers no PING');
         }
         return;
       case FrameType.GOAWAY:
-        if (this.receivedGoaway) return;
+        if (this.receivedGoaway) return this.idle('repeated GOAWAY');
         this.receivedGoaway = true;
         // Answering with our own GOAWAY tells the peer that every stream we
         // opened was sent before this point: it can close once they finish.
@@ -376,9 +397,15 @@ export class TunnelSession implements StreamHost {
     this.lastPeerId = frame.streamId;
     // After *our* GOAWAY a REQUEST is still served: the peer sent it before
     // it saw ours. After the peer's own GOAWAY it promised to open none.
-    if (this.streams.size >= this.opts.localMaxStreams || this.receivedGoaway) {
-      const info = this.receivedGoaway ? ErrorCodes.GOING_AWAY : ErrorCodes.TOO_MANY_STREAMS;
-      this.sendFrame({ type: FrameType.RESET, streamId: frame.streamId, code: info.wire, message: info.message });
+    const onStream = this.opts.onStream;
+    if (!onStream || this.streams.size >= this.opts.localMaxStreams || this.receivedGoaway) {
+      this.idle('REQUEST refused at once');
+      const [info, message] = !onStream
+        ? [ErrorCodes.INTERNAL, 'this side accepts no streams']
+        : this.receivedGoaway
+          ? [ErrorCodes.GOING_AWAY, ErrorCodes.GOING_AWAY.message]
+          : [ErrorCodes.TOO_MANY_STREAMS, ErrorCodes.TOO_MANY_STREAMS.message];
+      this.sendAnswer({ type: FrameType.RESET, streamId: frame.streamId, code: info.wire, message });
       this.rememberReset(frame.streamId);
       return;
     }
@@ -386,13 +413,19 @@ export class TunnelSession implements StreamHost {
     stream.request = frame;
     this.streamsOpened++;
     if (frame.endStream) stream.receiveEnd();
-    if (this.opts.onStream) this.opts.onStream(stream, frame);
-    else stream.reset(ErrorCodes.INTERNAL, 'this side accepts no streams');
+    onStream(stream, frame);
+  }
+
+  /** Spends the idle-frame budget on a frame that did no work; a flood closes the session. */
+  private idle(kind: IdleFrameKind): void {
+    if (!this.idleFrames.spend(this.clock.now(), kind)) {
+      throw new ProtocolError(this.idleFrames.exhaustedMessage(), ErrorCodes.FLOOD);
+    }
   }
 
   private handleResponse(frame: ResponseFrame): void {
     const stream = this.streamFor(frame.streamId, true);
-    if (!stream) return;
+    if (!stream) return this.idle('frame for a stream this side reset');
     if (stream.response || stream.request) {
       throw new ProtocolError(`second head on stream ${frame.streamId}`);
     }
@@ -482,7 +515,18 @@ export class TunnelSession implements StreamHost {
 
   streamClosed(stream: TunnelStream): void {
     if (this.streams.delete(stream.id) && this.isLocal(stream.id)) this.localOpen--;
+    // Out of the send ring now, not at the next flush: that waits for the
+    // socket to drain, and a peer that stops reading and resets every
+    // stream would grow the ring without bound. During a flush the loop
+    // drops it itself (it has nothing sendable).
+    if (stream.scheduled && !this.flushing) this.unschedule(stream);
     if (this.goingAway) this.checkDrained();
+  }
+
+  private unschedule(stream: TunnelStream): void {
+    stream.scheduled = false;
+    const i = this.ready.indexOf(stream);
+    if (i >= 0) this.ready.splice(i, 1);
   }
 
   private isLocal(id: number): boolean {
@@ -494,6 +538,32 @@ export class TunnelSession implements StreamHost {
   private sendFrame(frame: Frame): void {
     if (this.closedWith) return;
     this.transport.send(encodeFrame(frame), URGENT[frame.type] === true);
+  }
+
+  /**
+   * Sends a frame the peer asked for (PONG, a RESET refusing its REQUEST).
+   * A peer that keeps asking while it reads nothing would make these pile
+   * up in memory without end (HTTP/2's ping and reset floods): past
+   * maxQueuedAnswers sent while the socket stayed above the high-water
+   * mark, the session closes.
+   */
+  private sendAnswer(frame: Frame): void {
+    const backedUp = this.transport.bufferedAmount >= this.highWaterMark;
+    if (backedUp && !this.answersDrainArmed) {
+      this.answersDrainArmed = true;
+      this.transport.onceDrained(() => {
+        this.answersDrainArmed = false;
+        this.answers.drained();
+      });
+    }
+    if (!this.answers.queued(backedUp)) {
+      throw new ProtocolError(
+        `flood: the peer does not read: ${this.answers.size} answers (PONG, RESET) queued ` +
+          `while ${this.transport.bufferedAmount} bytes wait unsent (limit ${this.answers.limit})`,
+        ErrorCodes.FLOOD,
+      );
+    }
+    this.sendFrame(frame);
   }
 
   private sendPing(): void {
@@ -533,6 +603,13 @@ export class TunnelSession implements StreamHost {
     let i = 0;
     while (i < this.ready.length) {
       if (this.transport.bufferedAmount >= this.highWaterMark) {
+        // Streams closed by a callback during this loop stay out of the ring while it waits.
+        let kept = 0;
+        for (const s of this.ready) {
+          if (s.state === 'closed') s.scheduled = false;
+          else this.ready[kept++] = s;
+        }
+        this.ready.length = kept;
         this.waitingForDrain = true;
         this.transport.onceDrained(() => {
           this.waitingForDrain = false;

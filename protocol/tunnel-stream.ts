@@ -169,8 +169,11 @@ export class TunnelStream {
   respond(status: number, headers: HeaderList, endStream: boolean): void {
     if (!canSendData(this.state) || this.headSent) return;
     this.headSent = true;
-    this.host.sendResponseHead(this, status, headers, endStream);
-    if (endStream) this.move('send-end');
+    // An END already queued (endData() came first) ends the stream when it
+    // leaves; ending it here too would make that END an illegal transition.
+    const end = endStream && !this.endQueued;
+    this.host.sendResponseHead(this, status, headers, end);
+    if (end) this.move('send-end');
   }
 
   /**

@@ -210,11 +210,11 @@ describe('decodeFrame on literal bytes', () => {
   });
 
   it('rejects a message with bytes after the frame', () => {
-    expectRejected(new Uint8Array([0x92, 0x20, 0x05, 0x00]), /not valid msgpack/);
+    expectRejected(new Uint8Array([0x92, 0x20, 0x05, 0x00]), /^frame is not plain msgpack: 1 bytes follow the frame$/);
   });
 
   it('rejects a truncated frame', () => {
-    expectRejected(new Uint8Array([0x93, 0x20, 0x05]), /not valid msgpack/);
+    expectRejected(new Uint8Array([0x93, 0x20, 0x05]), /^frame is not plain msgpack: a container claims 3 values with 2 bytes left$/);
   });
 });
 
@@ -427,8 +427,8 @@ describe('decodeFrame rejects', () => {
       expectRejected(raw(FrameType.DATA, 1, data), /^DATA: data must be binary$/);
     });
 
-    it('data that is a msgpack timestamp extension', () => {
-      expectRejected(raw(FrameType.DATA, 1, new Date(0)), /^DATA: data must be binary$/);
+    it('data that is a msgpack timestamp extension (no extension is plain msgpack)', () => {
+      expectRejected(raw(FrameType.DATA, 1, new Date(0)), /^frame is not plain msgpack: it holds a msgpack extension \(type byte 0xd6\)$/);
     });
   });
 

@@ -30,6 +30,9 @@ const EXPECTED: Record<ErrorCodeName, { wire: number; status: number; error: str
   HEARTBEAT_TIMEOUT: { wire: 23, status: 502, error: 'tunnel_lost', retryable: true },
   HANDSHAKE: { wire: 24, status: 502, error: 'protocol_error', retryable: false },
   SERVER_DRAINING: { wire: 25, status: 503, error: 'server_draining', retryable: true },
+  FLOOD: { wire: 26, status: 502, error: 'protocol_error', retryable: false },
+  TOO_MANY_AUTH_FAILURES: { wire: 30, status: 429, error: 'too_many_auth_failures', retryable: true },
+  UNKNOWN_API_KEY: { wire: 31, status: 404, error: 'unknown_api_key', retryable: false },
 };
 
 const names = Object.keys(ErrorCodes) as ErrorCodeName[];
@@ -104,7 +107,7 @@ describe('ErrorCodes', () => {
 });
 
 describe('errorCodeFromWire', () => {
-  it.each([6, 9, 26, 999, 0xffff, -1, 1.5])('maps unknown wire value %s to INTERNAL', (wire) => {
+  it.each([6, 9, 27, 999, 0xffff, -1, 1.5])('maps unknown wire value %s to INTERNAL', (wire) => {
     expect(errorCodeFromWire(wire)).toBe(ErrorCodes.INTERNAL);
   });
 });
@@ -120,12 +123,14 @@ describe('CloseCodes', () => {
       HEARTBEAT_TIMEOUT: 4008,
       HANDSHAKE_FAILED: 4009,
       SHUTDOWN: 4010,
+      FLOOD: 4011,
+      INTERNAL_ERROR: 1011,
     });
   });
 
   it('keeps Postern codes in the 4000–4999 application range', () => {
     for (const [name, code] of Object.entries(CloseCodes)) {
-      if (['NORMAL', 'GOING_AWAY', 'PROTOCOL_ERROR'].includes(name)) continue;
+      if (['NORMAL', 'GOING_AWAY', 'PROTOCOL_ERROR', 'INTERNAL_ERROR'].includes(name)) continue;
       expect(code).toBeGreaterThanOrEqual(4000);
       expect(code).toBeLessThanOrEqual(4999);
     }

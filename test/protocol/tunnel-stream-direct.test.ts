@@ -90,4 +90,20 @@ describe('TunnelStream direct data path', () => {
     expect(resetCode).toBe('POSTERN_ERR_CANCEL');
     expect(agentStream.state).toBe('closed');
   });
+
+  it('respond(…, endStream) after endData() while the END waits behind a full socket leaves the END to end the stream', async () => {
+    const p = createSessionPair();
+    const stream = p.server.openStream('POST', '/x', [], false);
+    await settle();
+    const agentStream = p.incoming[0]!;
+    p.agentTransport.bufferedAmount = 8 * 1024 * 1024;
+    agentStream.endData();
+    agentStream.respond(204, [], true);
+    // Before the fix the drain below threw "illegal stream transition" from the flush.
+    p.agentTransport.drain();
+    await settle(20);
+    expect(stream.response?.status).toBe(204);
+    expect(stream.remoteEnded).toBe(true);
+    expect(p.agent.closed || p.server.closed).toBe(false);
+  });
 });
