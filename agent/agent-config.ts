@@ -1,6 +1,7 @@
 import { ConfigError } from '../protocol/tunnel-error.js';
 import { Defaults } from '../protocol/handshake.js';
-import { AllowPolicy } from './allow-policy.js';
+import { loadAllowPolicy, type AllowPolicy } from './allow-policy.js';
+import { auditConfigFromEnv, type AuditConfig } from './audit-log.js';
 import { credentialFor, type Credential } from './credentials.js';
 import { proxyFor } from './egress-proxy.js';
 
@@ -33,6 +34,8 @@ export interface AgentConfig {
   maxStreams: number;
   /** On SIGTERM, how long requests in flight get to finish. Default 30000. */
   drainTimeoutMs: number;
+  /** POSTERN_AUDIT_LOG / POSTERN_AUDIT_QUERY: where the audit log goes (default stdout), and whether it shows query strings. */
+  audit: AuditConfig;
 }
 
 /** Environment variables the agent reads, with what each means (for --help and docs). */
@@ -45,7 +48,7 @@ export const agentEnvHelp: [string, string][] = [
   ['TOOL_TYPE', 'how TOOL_SECRET is sent: github, gitlab, bitbucket, azuredevops, jenkins, bearer, header:<Name> (default bearer)'],
   ['HTTPS_PROXY / NO_PROXY', 'HTTP CONNECT proxy for the tunnel connection, and hosts that bypass it'],
   ['NODE_EXTRA_CA_CERTS', 'extra CA certificates (PEM file) trusted for the server (wss) and the tool (https)'],
-  ['POSTERN_ALLOW', 'path of a JSON allow-rules file; when set, everything else is denied'],
+  ['POSTERN_ALLOW', 'allow rules: a JSON file path, preset:<gitlab|github|bitbucket|azuredevops|jenkins>, or preset (that of TOOL_TYPE); when set, everything else is denied'],
   ['POSTERN_STATUS_PORT', 'local status listener on 127.0.0.1 (GET /status, /healthz, /readyz)'],
   ['POSTERN_CONNECTIONS', 'tunnels to keep open (default 2)'],
   ['POSTERN_HEARTBEAT_MS', 'heartbeat interval in ms (default 10000)'],
@@ -53,6 +56,8 @@ export const agentEnvHelp: [string, string][] = [
   ['POSTERN_RECONNECT_MAX_MS', 'largest reconnect delay in ms (default 30000)'],
   ['POSTERN_UPSTREAM_TIMEOUT_MS', 'time the tool has to answer with a response head, in ms (default 60000)'],
   ['POSTERN_DRAIN_TIMEOUT_MS', 'on SIGTERM, how long requests in flight get to finish, in ms (default 30000)'],
+  ['POSTERN_AUDIT_LOG', 'audit log (one JSON line per request): stdout (default), off, or a file path (appended, created 0600)'],
+  ['POSTERN_AUDIT_QUERY', '1 to include query strings in the audit log (default 0: they can carry tokens)'],
 ];
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
@@ -62,6 +67,12 @@ function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max
   const n = Number(raw.trim());
   if (n < min || n > max) throw new ConfigError(name, `${n} is outside the allowed range ${min}–${max}`);
   return n;
+}
+
+/** A URL setting as error messages may show it: a `user:password@` part is blanked, even in a value that does not parse. */
+function shown(raw: string): string {
+  // Up to the last "@": a password may hold an unencoded "@" or "/".
+  return JSON.stringify(raw.replace(/^([a-zA-Z][\w+.-]*:\/\/)?.*@/, '$1[redacted]@'));
 }
 
 function required(env: NodeJS.ProcessEnv, name: string, hint: string): string {
@@ -84,7 +95,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
   try {
     proxy = new URL(proxyRaw);
   } catch {
-    throw new ConfigError('PROXY_URL', `${JSON.stringify(proxyRaw)} is not a URL; expected e.g. https://postern.example.com`);
+    throw new ConfigError('PROXY_URL', `${shown(proxyRaw)} is not a URL; expected e.g. https://postern.example.com`);
   }
   const schemes: Record<string, string> = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' };
   const wsScheme = schemes[proxy.protocol];
@@ -97,7 +108,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
   try {
     toolUrl = new URL(toolRaw);
   } catch {
-    throw new ConfigError('TOOL_URL', `${JSON.stringify(toolRaw)} is not a URL; expected e.g. https://gitlab.internal`);
+    throw new ConfigError('TOOL_URL', `${shown(toolRaw)} is not a URL; expected e.g. https://gitlab.internal`);
   }
   if (toolUrl.protocol !== 'http:' && toolUrl.protocol !== 'https:') {
     throw new ConfigError('TOOL_URL', `scheme ${toolUrl.protocol} is not supported; use http or https`);
@@ -122,7 +133,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     egressProxy: proxyFor(new URL(tunnelUrl), env),
     toolUrl,
     credential,
-    policy: allow ? AllowPolicy.fromFile(allow) : undefined,
+    policy: allow ? loadAllowPolicy(allow, toolType) : undefined,
     statusPort: statusRaw ? int(env, 'POSTERN_STATUS_PORT', 0, 0, 65535) : undefined,
     connections: int(env, 'POSTERN_CONNECTIONS', 2, 1, 16),
     heartbeatMs: int(env, 'POSTERN_HEARTBEAT_MS', Defaults.heartbeatMs, 100, 600_000),
@@ -131,5 +142,6 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     upstreamTimeoutMs: int(env, 'POSTERN_UPSTREAM_TIMEOUT_MS', 60_000, 100, 3_600_000),
     maxStreams: Defaults.maxStreams,
     drainTimeoutMs: int(env, 'POSTERN_DRAIN_TIMEOUT_MS', 30_000, 0, 3_600_000),
+    audit: auditConfigFromEnv(env),
   };
 }

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './agent-config.js';
+import { AuditLog } from './audit-log.js';
 import { ConnectProxyAgent } from './egress-proxy.js';
 import { ToolRunner } from './tool-runner.js';
 import { TunnelConnector } from './tunnel-connector.js';
@@ -31,6 +32,8 @@ export interface AgentStatus {
   policyDenials: number;
   upstreamErrors: number;
   lastError: string | null;
+  /** Audit lines dropped because their destination could not keep up. */
+  auditDropped: number;
 }
 
 /**
@@ -40,6 +43,7 @@ export interface AgentStatus {
 export class PosternAgent {
   readonly connectors: TunnelConnector[];
   readonly runner: ToolRunner;
+  readonly audit: AuditLog;
   private statusServer: Server | undefined;
 
   constructor(
@@ -47,12 +51,15 @@ export class PosternAgent {
     private readonly logger: Logger,
     opts: { random?: () => number } = {},
   ) {
+    // Opened first: a path that cannot be opened is a ConfigError at start.
+    this.audit = AuditLog.open(config.audit, { clientId: config.clientId, logger });
     this.runner = new ToolRunner({
       toolUrl: config.toolUrl,
       credential: config.credential,
       policy: config.policy,
       upstreamTimeoutMs: config.upstreamTimeoutMs,
       logger,
+      audit: this.audit,
     });
     const egress = config.egressProxy
       ? new ConnectProxyAgent(config.egressProxy, config.tunnelUrl.startsWith('wss:'))
@@ -122,6 +129,7 @@ export class PosternAgent {
       policyDenials: s.denials,
       upstreamErrors: s.upstreamErrors,
       lastError: s.lastError,
+      auditDropped: this.audit.dropped,
     };
   }
 
@@ -166,5 +174,7 @@ export class PosternAgent {
     for (const c of this.connectors) c.stop();
     await new Promise<void>((r) => (this.statusServer ? this.statusServer.close(() => r()) : r()));
     await this.runner.close();
+    // Last: the streams the stops above reset still get their lines.
+    await this.audit.close();
   }
 }

@@ -6,6 +6,7 @@ import type { HeaderList, RequestFrame } from '../protocol/frame-types.js';
 import { headerValue, REQUEST_ID_HEADER, stripHopByHop } from '../protocol/headers.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import type { AllowPolicy } from './allow-policy.js';
+import { allowedOutcome, type AuditEvent, type AuditSink } from './audit-log.js';
 import type { Credential } from './credentials.js';
 import { resolveToolPath, toolTargetFromUrl, type ToolTarget } from './tool-target.js';
 
@@ -15,6 +16,8 @@ export interface ToolRunnerOptions {
   policy: AllowPolicy | undefined;
   upstreamTimeoutMs: number;
   logger: Logger;
+  /** Gets one event per request run or refused, when it ends (the audit log). */
+  audit?: AuditSink;
 }
 
 /** Counters the agent's status shows. */
@@ -57,6 +60,7 @@ export class ToolRunner {
   }
 
   run(stream: TunnelStream, head: RequestFrame): void {
+    const startedAt = performance.now();
     // Built only when something is logged: the success path logs nothing.
     const log = (): Logger =>
       this.opts.logger.child({ requestId: headerValue(head.headers, REQUEST_ID_HEADER), streamId: stream.id });
@@ -65,22 +69,29 @@ export class ToolRunner {
       this.deny(stream, head, resolved.reason, log());
       return;
     }
+    let rule: string | null = null;
     if (this.opts.policy) {
-      const decision = this.opts.policy.decide(head.method, head.path);
+      const decision = this.opts.policy.decide(head.method, head.path, head.headers);
       if (!decision.allowed) {
         this.deny(stream, head, decision.reason, log());
         return;
       }
+      rule = decision.rule;
     }
     const headers = stripHopByHop(head.headers, this.drop);
     if (this.opts.credential) headers.push(this.opts.credential.name, this.opts.credential.value);
 
     this.stats.inFlight++;
     this.stats.requests++;
-    stream.onClose = () => this.stats.inFlight--;
+    const exchange = new ToolExchange(stream, head, this, log);
+    // Every end (complete, tool failure, cut off, cancelled, tunnel lost) closes the stream.
+    stream.onClose = () => {
+      this.stats.inFlight--;
+      this.opts.audit?.record(exchange.auditEvent(rule, performance.now() - startedAt));
+    };
     this.pool.dispatch(
       { method: head.method, path: resolved.path, headers, body: head.endStream ? null : stream.body },
-      new ToolExchange(stream, head, this, log),
+      exchange,
     );
   }
 
@@ -99,6 +110,20 @@ export class ToolRunner {
     this.stats.denials++;
     log.warn({ method: head.method, reason }, 'request denied by agent policy');
     stream.reset(ErrorCodes.FORBIDDEN_BY_AGENT, reason);
+    // Refused before anything reached the tool: no bytes, no time spent.
+    const { status, error } = ErrorCodes.FORBIDDEN_BY_AGENT;
+    this.opts.audit?.record({
+      requestId: requestIdOf(head),
+      method: head.method,
+      path: head.path,
+      decision: 'denied',
+      reason,
+      status,
+      requestBytes: 0,
+      responseBytes: 0,
+      durationMs: 0,
+      error,
+    });
   }
 
   private recordError(info: ErrorCodeInfo): void {
@@ -136,6 +161,10 @@ export class ToolRunner {
 class ToolExchange implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   private noBody = false;
+  /** The tool's final status, once its head came. */
+  private status: number | undefined;
+  /** The tool's response is complete. */
+  private ended = false;
 
   constructor(
     private readonly stream: TunnelStream,
@@ -158,7 +187,9 @@ class ToolExchange implements Dispatcher.DispatchHandler {
     headers: IncomingHttpHeaders,
   ): void {
     if (statusCode < 200) return; // 1xx: informational, not forwarded
+    this.status = statusCode;
     this.noBody = this.head.method === 'HEAD' || statusCode === 204 || statusCode === 304;
+    this.ended = this.noBody;
     this.stream.respond(statusCode, stripHopByHop(flattenHeaders(headers)), this.noBody);
   }
 
@@ -169,6 +200,7 @@ class ToolExchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.noBody) return;
+    this.ended = true;
     this.stream.endData();
     // The tool answered; anything more the caller uploads is discarded.
     if (!this.head.endStream) this.stream.finishEarly();
@@ -177,6 +209,33 @@ class ToolExchange implements Dispatcher.DispatchHandler {
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     this.runner.failed(this.stream, this.head, err, this.log);
   }
+
+  /** @internal the audit log's event, once the stream closed. */
+  auditEvent(rule: string | null, durationMs: number): AuditEvent {
+    const { status, error } = allowedOutcome({
+      toolStatus: this.status,
+      headSent: this.stream.headSent,
+      responseEnded: this.ended,
+      requestEnded: this.head.endStream,
+      reset: this.stream.resetError?.info,
+    });
+    return {
+      requestId: requestIdOf(this.head),
+      method: this.head.method,
+      path: this.head.path,
+      decision: 'allowed',
+      rule,
+      status,
+      requestBytes: this.stream.bytesIn,
+      responseBytes: this.stream.bytesOut,
+      durationMs,
+      ...(error !== undefined ? { error } : {}),
+    };
+  }
+}
+
+function requestIdOf(head: RequestFrame): string | null {
+  return headerValue(head.headers, REQUEST_ID_HEADER) ?? null;
 }
 
 function flattenHeaders(headers: IncomingHttpHeaders): HeaderList {

@@ -10,6 +10,7 @@ import { TunnelSession } from '../protocol/tunnel-session.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import { WsTransport } from '../protocol/ws-transport.js';
 import { Backoff } from './backoff.js';
+import { describeDialError, describeUpgradeRefusal } from './dial-failure.js';
 
 /**
  * Connector lifecycle:
@@ -94,6 +95,8 @@ export class TunnelConnector {
   private ws: WebSocket | undefined;
   private readonly backoff: Backoff;
   private timer: NodeJS.Timeout | undefined;
+  /** Floor of the next reconnect delay, from the server's retry-after. */
+  private minDelayMs = 0;
   /** Old tunnels finishing their streams after a GOAWAY, with their sockets. */
   private readonly draining = new Map<TunnelSession, WebSocket>();
 
@@ -184,12 +187,10 @@ export class TunnelConnector {
     }, HANDSHAKE_TIMEOUT_MS);
 
     ws.on('unexpected-response', (_req, res) => {
-      failure =
-        res.statusCode === 401
-          ? 'server refused the credentials (401): check CLIENT_ID and CLIENT_TOKEN'
-          : res.statusCode === 503
-            ? 'server is draining (503): dialling again'
-            : `server answered the upgrade with HTTP ${res.statusCode}: check PROXY_URL`;
+      const retryAfter = res.headers['retry-after'];
+      const refusal = describeUpgradeRefusal(res.statusCode ?? 0, typeof retryAfter === 'string' ? retryAfter : undefined);
+      failure = refusal.message;
+      this.minDelayMs = refusal.minDelayMs;
       res.resume();
       ws.terminate();
     });
@@ -221,7 +222,8 @@ export class TunnelConnector {
           onStream: opts.onStream,
           onGoaway: () => this.handleGoaway(session!),
           onClose: (err) => {
-            if (err) failure = err.message;
+            // A socket error seen first (e.g. 'Max payload size exceeded') says more than the close it causes.
+            if (err) failure ??= err.message;
           },
         });
         this.session = session;
@@ -238,7 +240,7 @@ export class TunnelConnector {
       }
     });
     ws.on('error', (err: Error) => {
-      failure ??= err.message;
+      failure ??= describeDialError(err);
     });
     ws.on('close', (code: number, reason: Buffer) => {
       clearTimeout(handshakeTimer);
@@ -256,7 +258,10 @@ export class TunnelConnector {
   }
 
   private scheduleReconnect(why: string): void {
-    const delay = this.backoff.next();
+    // A server's retry-after (a 429 after failed logins) is a floor: dialling
+    // sooner only extends the block.
+    const delay = Math.max(this.backoff.next(), this.minDelayMs);
+    this.minDelayMs = 0;
     this.reconnects++;
     this.move('backoff');
     this.opts.logger.warn({ reason: why, retryInMs: delay, attempt: this.backoff.attempts }, 'tunnel down, reconnecting');

@@ -363,6 +363,10 @@ export async function startAgent(
       PROXY_URL: opts.proxyUrl ?? `http://127.0.0.1:${server.port}`,
       TOOL_URL: toolUrl,
       POSTERN_LOG_LEVEL: 'info',
+      // The audit log stays on (its cost is part of every request), but
+      // goes nowhere: on stdout it would land in this process, which is
+      // also the load generator, and cost the measurement CPU.
+      POSTERN_AUDIT_LOG: '/dev/null',
       ...opts.env,
     },
   });

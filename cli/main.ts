@@ -16,9 +16,14 @@ usage:
   postern client list [--json]
   postern client revoke <clientId>
   postern client rotate <clientId>
+  postern client api-key create <clientId> [--name N] [--json]
+  postern client api-key list <clientId> [--json]
+  postern client api-key revoke <clientId> <keyId>
   postern status [--json] [<clientId>]
   postern status --agent http://127.0.0.1:<POSTERN_STATUS_PORT>
   postern demo                       (what \`npm start\` runs)
+  postern policy test <METHOD> <PATH> [--allow FILE|preset:NAME] [--tool-url URL] [--header 'Name: value']…
+                                     (would the agent allow it? exit 0 allowed, 1 denied)
 
 client and status commands take --server <private URL> (POSTERN_SERVER, default http://127.0.0.1:8081)
 and --admin-token <T> (POSTERN_ADMIN_TOKEN).
@@ -75,6 +80,10 @@ async function main(argv: string[]): Promise<number> {
       const { runDemo } = await import('./demo.js');
       await runDemo();
       return -1;
+    }
+    case 'policy': {
+      const { policyCommand } = await import('./policy-command.js');
+      return policyCommand(rest, process.env);
     }
     case 'client':
     case 'status': {

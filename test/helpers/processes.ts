@@ -86,7 +86,8 @@ export async function startAgentProcess(
     waitConnected: false,
     ...(opts.name !== undefined ? { name: opts.name } : {}),
     ...(opts.proxyUrl !== undefined ? { proxyUrl: opts.proxyUrl } : {}),
-    ...(opts.env !== undefined ? { env: opts.env } : {}),
+    // The product's default (bench/processes.ts sends the bench's audit lines to /dev/null).
+    env: { POSTERN_AUDIT_LOG: 'stdout', ...opts.env },
   });
   track(cleanup, agent);
   const tunnels = opts.tunnels ?? 1;
