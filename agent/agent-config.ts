@@ -75,6 +75,28 @@ function shown(raw: string): string {
   return JSON.stringify(raw.replace(/^([a-zA-Z][\w+.-]*:\/\/)?.*@/, '$1[redacted]@'));
 }
 
+/**
+ * TOOL_URL as the agent accepts it (also for `postern policy test`, which
+ * must not accept what the agent would refuse). Errors never show a
+ * password (see shown()).
+ */
+export function parseToolUrl(raw: string, setting: string): URL {
+  let toolUrl: URL;
+  try {
+    toolUrl = new URL(raw);
+  } catch {
+    throw new ConfigError(setting, `${shown(raw)} is not a URL; expected e.g. https://gitlab.internal`);
+  }
+  if (toolUrl.protocol !== 'http:' && toolUrl.protocol !== 'https:') {
+    throw new ConfigError(setting, `scheme ${toolUrl.protocol} is not supported; use http or https`);
+  }
+  if (toolUrl.username || toolUrl.password) {
+    throw new ConfigError(setting, 'must not contain credentials; put the credential in TOOL_SECRET');
+  }
+  if (toolUrl.search || toolUrl.hash) throw new ConfigError(setting, 'must not contain a query or fragment');
+  return toolUrl;
+}
+
 function required(env: NodeJS.ProcessEnv, name: string, hint: string): string {
   const v = env[name]?.trim();
   if (!v) throw new ConfigError(name, `is required: ${hint}`);
@@ -103,20 +125,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
   const base = proxy.pathname.replace(/\/+$/, '');
   const tunnelUrl = `${wsScheme}//${proxy.host}${base}/v1/tunnel`;
 
-  const toolRaw = required(env, 'TOOL_URL', 'set it to the base URL of your tool, e.g. https://gitlab.internal');
-  let toolUrl: URL;
-  try {
-    toolUrl = new URL(toolRaw);
-  } catch {
-    throw new ConfigError('TOOL_URL', `${shown(toolRaw)} is not a URL; expected e.g. https://gitlab.internal`);
-  }
-  if (toolUrl.protocol !== 'http:' && toolUrl.protocol !== 'https:') {
-    throw new ConfigError('TOOL_URL', `scheme ${toolUrl.protocol} is not supported; use http or https`);
-  }
-  if (toolUrl.username || toolUrl.password) {
-    throw new ConfigError('TOOL_URL', 'must not contain credentials; put the credential in TOOL_SECRET');
-  }
-  if (toolUrl.search || toolUrl.hash) throw new ConfigError('TOOL_URL', 'must not contain a query or fragment');
+  const toolUrl = parseToolUrl(required(env, 'TOOL_URL', 'set it to the base URL of your tool, e.g. https://gitlab.internal'), 'TOOL_URL');
 
   const secret = env.TOOL_SECRET;
   const toolType = env.TOOL_TYPE?.trim();

@@ -116,6 +116,9 @@ export class AllowPolicy {
     const req = new RequestView(method, rawPath, headers);
     const misses: RuleOutcome[] = [];
     for (const rule of this.rules) {
+      // A rule whose path does not match never becomes the "closest rule" of
+      // a denial (see denial()): skip building its outcome.
+      if (!rule.regex.test(req.path)) continue;
       const outcome = evaluate(rule, req);
       if (outcome.matched) return { allowed: true, rule: rule.name, reason: `allowed by rule "${rule.name}"` };
       misses.push(outcome);

@@ -103,6 +103,8 @@ function traversalError(pathPart: string): string | undefined {
   for (let round = 0; round <= MAX_DECODE_ROUNDS; round++) {
     const err = segmentError(round === 0 ? level : level.normalize('NFKC'), round);
     if (err) return err;
+    // Nothing left to decode (the common case at round 0): this level was the last.
+    if (!level.includes('%')) return undefined;
     const next = decodeEscapes(level);
     if (next === undefined) return 'path has percent-encoding that is not valid UTF-8';
     if (next === level) return undefined;
@@ -131,6 +133,7 @@ function segmentError(path: string, round: number): string | undefined {
  * spaces (Windows/IIS trims them: `... ` is `..`).
  */
 function isDotSegment(seg: string): boolean {
+  if (!seg.includes('.')) return false; // most segments: no split, no regex
   const name = seg.split(/[;?#]/, 1)[0]!;
   return /^[. ]+$/.test(name) && name.includes('.');
 }

@@ -9,6 +9,7 @@ import { TunnelError } from '../protocol/tunnel-error.js';
 import { TunnelSession } from '../protocol/tunnel-session.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import { WsTransport } from '../protocol/ws-transport.js';
+import { CLIENT_ID_HEADER } from '../protocol/headers.js';
 import { Backoff } from './backoff.js';
 import { describeDialError, describeUpgradeRefusal } from './dial-failure.js';
 
@@ -161,7 +162,7 @@ export class TunnelConnector {
     const { opts } = this;
     const log = opts.logger;
     const ws = new WebSocket(opts.url, {
-      headers: { authorization: `Bearer ${opts.clientToken}`, 'x-postern-client-id': opts.clientId },
+      headers: { authorization: `Bearer ${opts.clientToken}`, [CLIENT_ID_HEADER]: opts.clientId },
       perMessageDeflate: false,
       maxPayload: Defaults.maxFrameSize,
       handshakeTimeout: HANDSHAKE_TIMEOUT_MS,

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { loadAllowPolicy, type AllowPolicy, type PolicyDecision, type RuleOutcome } from '../agent/allow-policy.js';
+import { parseToolUrl } from '../agent/agent-config.js';
 import { resolveToolPath, toolTargetFromUrl, type ResolveResult } from '../agent/tool-target.js';
-import { ConfigError } from '../protocol/tunnel-error.js';
 import { CliError, ExitCodes } from './admin-client.js';
 
 export const policyUsage =
@@ -41,7 +41,7 @@ export function policyCommand(args: string[], env: NodeJS.ProcessEnv): number {
   if (sub !== 'test' || !method || path === undefined || extra.length) throw new CliError(`usage: ${policyUsage}`, ExitCodes.USAGE);
   if (!/^[A-Za-z]+$/.test(method)) throw new CliError(`${JSON.stringify(method)} is not an HTTP method`, ExitCodes.USAGE);
   const headers = (values.header ?? []).flatMap(parseHeader);
-  const toolUrl = parseToolUrl(values['tool-url'] ?? env.TOOL_URL, values['tool-url'] ? '--tool-url' : 'TOOL_URL');
+  const toolUrl = toolUrlOf(values['tool-url'] ?? env.TOOL_URL, values['tool-url'] ? '--tool-url' : 'TOOL_URL');
   const allow = (values.allow ?? env.POSTERN_ALLOW)?.trim();
   const policy = allow ? loadAllowPolicy(allow, values['tool-type'] ?? env.TOOL_TYPE) : undefined;
 
@@ -98,14 +98,6 @@ function parseHeader(raw: string): [string, string] {
   return [name.toLowerCase(), raw.slice(colon + 1).trim()];
 }
 
-function parseToolUrl(raw: string | undefined, setting: string): URL | undefined {
-  if (!raw?.trim()) return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw.trim());
-  } catch {
-    throw new ConfigError(setting, `${JSON.stringify(raw)} is not a URL; expected e.g. https://gitlab.internal`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(setting, `scheme ${url.protocol} is not supported; use http or https`);
-  return url;
+function toolUrlOf(raw: string | undefined, setting: string): URL | undefined {
+  return raw?.trim() ? parseToolUrl(raw.trim(), setting) : undefined;
 }

@@ -6,6 +6,9 @@ import type { HeaderList } from './frame-types.js';
  */
 export const REQUEST_ID_HEADER = 'x-postern-request-id';
 
+/** Header the agent names its client with on the tunnel upgrade; the token travels as Bearer. */
+export const CLIENT_ID_HEADER = 'x-postern-client-id';
+
 /**
  * Hop-by-hop headers (RFC 9110 §7.6.1) are about one connection, not the
  * message: they are removed before a message crosses the tunnel, both ways.

@@ -147,8 +147,13 @@ export class TunnelSession implements StreamHost {
   private readonly answers: AnswerBacklog;
   private answersDrainArmed = false;
   private closedWith: { err: TunnelError | undefined } | undefined;
-  /** True once either side sent GOAWAY: no new local streams. */
-  goingAway = false;
+  /**
+   * True once either side sent GOAWAY: no new local streams. A received
+   * GOAWAY is always answered with ours, so this is "we sent one".
+   */
+  get goingAway(): boolean {
+    return this.sentGoaway;
+  }
   /** We sent GOAWAY (draining, or acknowledging the peer's). */
   private sentGoaway = false;
   /** The peer sent GOAWAY: it opens no more streams. */
@@ -235,7 +240,6 @@ export class TunnelSession implements StreamHost {
   goaway(info: ErrorCodeInfo = ErrorCodes.GOING_AWAY, message = 'server is draining'): void {
     if (this.closedWith || this.sentGoaway) return;
     this.sentGoaway = true;
-    this.goingAway = true;
     this.sendFrame({ type: FrameType.GOAWAY, lastStreamId: this.lastPeerId, code: info.wire, message });
     this.checkDrained();
   }

@@ -226,7 +226,8 @@ export class TunnelStream {
 
   private credit(n: number): void {
     this.recvWindow.consume(n);
-    if (!canReceiveData(this.state)) return;
+    // Most chunks owe no update yet: skip the clock and RTT reads for them.
+    if (!canReceiveData(this.state) || !this.recvWindow.updateDue) return;
     const increment = this.recvWindow.takeUpdate(this.host.now(), this.host.baseRttMs(), this.host.queueDelayMs());
     if (increment > 0) this.host.sendWindowUpdate(this, increment);
   }

@@ -7,6 +7,7 @@ import { decodeFrame, encodeFrame } from '../protocol/codec.js';
 import { CloseCodes, ErrorCodes } from '../protocol/error-codes.js';
 import { FrameType, type HandshakeInfo } from '../protocol/frame-types.js';
 import { Defaults, negotiate, PROTOCOL_VERSION } from '../protocol/handshake.js';
+import { CLIENT_ID_HEADER } from '../protocol/headers.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
 import { TunnelSession } from '../protocol/tunnel-session.js';
 import { WsTransport } from '../protocol/ws-transport.js';
@@ -27,8 +28,6 @@ export interface AgentEndpointOptions {
   guard: AuthGuard;
 }
 
-/** Header the agent names its client with; the token travels as Bearer. */
-export const CLIENT_ID_HEADER = 'x-postern-client-id';
 
 /**
  * `GET /v1/tunnel`: the agent's WebSocket. Credentials are checked in

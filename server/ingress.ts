@@ -7,7 +7,7 @@ import { REQUEST_ID_HEADER, stripHopByHop } from '../protocol/headers.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import type { AgentConnection } from './agent-connection.js';
-import { countError, type ClientStats } from './client-stats.js';
+import { countError, type ClientCounters, type ClientStats } from './client-stats.js';
 import type { ClientStore } from './client-store.js';
 import { sendError } from './http-errors.js';
 import { API_KEY_HEADER, type IngressApiKeys } from './ingress-api-keys.js';
@@ -88,9 +88,11 @@ export class Ingress {
       return;
     }
     const counters = stats.for(clientId);
+    const contentLength = req.headers['content-length'];
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (contentLength !== undefined && contentLength !== '0');
     const keyOutcome = this.opts.apiKeys.check(clientId, req.headers[API_KEY_HEADER]);
     if (keyOutcome !== 'open' && keyOutcome !== 'ok') {
-      this.refuseApiKey(req, res, requestId, clientId, keyOutcome);
+      this.refuseApiKey(req, res, requestId, clientId, counters, hasBody, keyOutcome);
       return;
     }
     if (counters.inFlight >= config.maxStreamsPerClient) {
@@ -104,15 +106,13 @@ export class Ingress {
       );
       return;
     }
-    const contentLength = req.headers['content-length'];
-    const hasBody = req.headers['transfer-encoding'] !== undefined || (contentLength !== undefined && contentLength !== '0');
     if (config.maxBodyBytes > 0 && contentLength !== undefined && Number(contentLength) > config.maxBodyBytes) {
       counters.requests++;
       countError(counters, ErrorCodes.BODY_TOO_LARGE);
       sendError(res, ErrorCodes.BODY_TOO_LARGE, requestId, `body of ${contentLength} bytes is over the limit of ${config.maxBodyBytes}`);
       return;
     }
-    new IngressExchange(this, this.opts, req, res, requestId, clientId, path, hasBody).start();
+    new IngressExchange(this, this.opts, req, res, requestId, clientId, counters, path, hasBody).start();
   }
 
   /**
@@ -126,9 +126,10 @@ export class Ingress {
     res: ServerResponse,
     requestId: string,
     clientId: string,
+    counters: ClientCounters,
+    hasBody: boolean,
     outcome: 'missing' | 'wrong' | 'none',
   ): void {
-    const counters = this.opts.stats.for(clientId);
     counters.requests++;
     countError(counters, ErrorCodes.UNAUTHORIZED);
     const remote = req.socket.remoteAddress;
@@ -136,8 +137,7 @@ export class Ingress {
     if (this.opts.firstRefusal?.(remote) ?? true) this.opts.logger.warn(fields, 'ingress refused: API key');
     else this.opts.logger.debug(fields, 'ingress refused: API key');
     // Its body is not wanted: close instead of reading it (a trickled body would hold the connection).
-    const length = req.headers['content-length'];
-    if (req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0')) res.shouldKeepAlive = false;
+    if (hasBody) res.shouldKeepAlive = false;
     const message =
       outcome === 'none'
         ? `this server requires an API key for every client (POSTERN_REQUIRE_API_KEYS) and this client has none`
@@ -150,7 +150,6 @@ export class Ingress {
 
 /** One ingress request from arrival to its last byte. */
 class IngressExchange {
-  private readonly counters;
   /** The caller went away. */
   private cancelled = false;
   /** Only made when the request has to wait for an agent (the slow path). */
@@ -172,11 +171,10 @@ class IngressExchange {
     private readonly res: ServerResponse,
     private readonly requestId: string,
     private readonly clientId: string,
+    private readonly counters: ClientCounters,
     private readonly path: string,
     private readonly hasBody: boolean,
-  ) {
-    this.counters = opts.stats.for(clientId);
-  }
+  ) {}
 
   start(): void {
     this.counters.inFlight++;

@@ -1,6 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import WebSocket, { WebSocketServer } from 'ws';
+import { CLIENT_ID_HEADER } from '../../protocol/headers.js';
 import { decodeFrame, encodeFrame } from '../../protocol/codec.js';
 import { FrameType, type Frame, type HandshakeInfo } from '../../protocol/frame-types.js';
 import { Defaults, PROTOCOL_VERSION } from '../../protocol/handshake.js';
@@ -45,7 +46,7 @@ export interface RawAgent {
 /** Opens /v1/tunnel as client `creds`; with `handshake` (default) sends HELLO and waits for WELCOME. */
 export async function rawAgent(cleanup: Cleanup, publicUrl: string, creds: Creds, opts: { handshake?: boolean } = {}): Promise<RawAgent> {
   const ws = new WebSocket(`${publicUrl.replace(/^http/, 'ws')}/v1/tunnel`, {
-    headers: { authorization: `Bearer ${creds.clientToken}`, 'x-postern-client-id': creds.clientId },
+    headers: { authorization: `Bearer ${creds.clientToken}`, [CLIENT_ID_HEADER]: creds.clientId },
     maxPayload: 64 * 1024 * 1024,
   });
   cleanup.add(() => ws.terminate());
