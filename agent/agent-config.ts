@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/tunnel-error.js';
 import { Defaults } from '../protocol/handshake.js';
 import { loadAllowPolicy, type AllowPolicy } from './allow-policy.js';
@@ -20,6 +21,8 @@ export interface AgentConfig {
   policy: AllowPolicy | undefined;
   /** Local status listener on 127.0.0.1; undefined = off. */
   statusPort: number | undefined;
+  /** POSTERN_STATUS_HOST: the status listener's address. Default 127.0.0.1 (0.0.0.0 in a pod, for probes and scrapes). */
+  statusHost: string;
   /**
    * Tunnels to keep open. Default 2: a tunnel lost to a NAT timeout or a
    * server drain leaves the other serving while it is redialled.
@@ -49,7 +52,8 @@ export const agentEnvHelp: [string, string][] = [
   ['HTTPS_PROXY / NO_PROXY', 'HTTP CONNECT proxy for the tunnel connection, and hosts that bypass it'],
   ['NODE_EXTRA_CA_CERTS', 'extra CA certificates (PEM file) trusted for the server (wss) and the tool (https)'],
   ['POSTERN_ALLOW', 'allow rules: a JSON file path, preset:<gitlab|github|bitbucket|azuredevops|jenkins>, or preset (that of TOOL_TYPE); when set, everything else is denied'],
-  ['POSTERN_STATUS_PORT', 'local status listener on 127.0.0.1 (GET /status, /healthz, /readyz)'],
+  ['POSTERN_STATUS_PORT', 'status listener port (GET /status, /metrics, /healthz, /readyz); off when unset'],
+  ['POSTERN_STATUS_HOST', 'status listener address (default 127.0.0.1; 0.0.0.0 in a container or pod so probes and Prometheus reach it)'],
   ['POSTERN_CONNECTIONS', 'tunnels to keep open (default 2)'],
   ['POSTERN_HEARTBEAT_MS', 'heartbeat interval in ms (default 10000)'],
   ['POSTERN_RECONNECT_BASE_MS', 'first reconnect delay ceiling in ms (default 500)'],
@@ -59,6 +63,15 @@ export const agentEnvHelp: [string, string][] = [
   ['POSTERN_AUDIT_LOG', 'audit log (one JSON line per request): stdout (default), off, or a file path (appended, created 0600)'],
   ['POSTERN_AUDIT_QUERY', '1 to include query strings in the audit log (default 0: they can carry tokens)'],
 ];
+
+function statusHostFrom(env: NodeJS.ProcessEnv): string {
+  const raw = env.POSTERN_STATUS_HOST?.trim();
+  if (!raw) return '127.0.0.1';
+  if (isIP(raw) === 0 && raw !== 'localhost') {
+    throw new ConfigError('POSTERN_STATUS_HOST', `expected an IP address to listen on (e.g. 127.0.0.1 or 0.0.0.0), got ${JSON.stringify(raw)}`);
+  }
+  return raw;
+}
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
   const raw = env[name];
@@ -144,6 +157,7 @@ export function loadAgentConfig(env: NodeJS.ProcessEnv): AgentConfig {
     credential,
     policy: allow ? loadAllowPolicy(allow, toolType) : undefined,
     statusPort: statusRaw ? int(env, 'POSTERN_STATUS_PORT', 0, 0, 65535) : undefined,
+    statusHost: statusHostFrom(env),
     connections: int(env, 'POSTERN_CONNECTIONS', 2, 1, 16),
     heartbeatMs: int(env, 'POSTERN_HEARTBEAT_MS', Defaults.heartbeatMs, 100, 600_000),
     reconnectBaseMs: int(env, 'POSTERN_RECONNECT_BASE_MS', 500, 1, 600_000),

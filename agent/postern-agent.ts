@@ -151,11 +151,12 @@ export class PosternAgent {
       send(404, { error: 'not_found' });
     });
     this.statusServer = server;
-    // Loopback only: the status port is for the host's own monitoring.
+    // Loopback by default: the status port is for the host's own monitoring
+    // (POSTERN_STATUS_HOST opens it to a pod's probes and Prometheus).
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, '127.0.0.1', () => {
-        this.logger.info({ statusPort: this.statusPort }, 'agent status listening');
+      server.listen(port, this.config.statusHost, () => {
+        this.logger.info({ statusPort: this.statusPort, statusHost: this.config.statusHost }, 'agent status listening');
         resolve();
       });
     });

@@ -4,9 +4,10 @@ import type { AddressInfo } from 'node:net';
 /**
  * A tiny stand-in tool for `npm start` when TOOL_URL is unset: answers
  * `GET /hello` with JSON, echoes anything else (method, path, headers it got,
- * body length), on 127.0.0.1 only.
+ * body length). On 127.0.0.1 for `npm start`; `postern demo-tool` (the
+ * docker-compose example's tool) chooses where.
  */
-export async function startDemoTool(): Promise<{ url: string; server: Server }> {
+export async function startDemoTool(port = 0, host = '127.0.0.1'): Promise<{ url: string; server: Server }> {
   const server = createServer((req, res) => {
     let bytes = 0;
     req.on('data', (c: Buffer) => (bytes += c.length));
@@ -26,6 +27,9 @@ export async function startDemoTool(): Promise<{ url: string; server: Server }> 
       res.end(text);
     });
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server };
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  return { url: `http://${host}:${(server.address() as AddressInfo).port}`, server };
 }

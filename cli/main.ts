@@ -22,6 +22,8 @@ usage:
   postern status [--json] [<clientId>]
   postern status --agent http://127.0.0.1:<POSTERN_STATUS_PORT>
   postern demo                       (what \`npm start\` runs)
+  postern demo-tool [--host H] [--port P]
+                                     (the demo tool alone, for deploy/docker-compose.yml)
   postern policy test <METHOD> <PATH> [--allow FILE|preset:NAME] [--tool-url URL] [--header 'Name: value']…
                                      (would the agent allow it? exit 0 allowed, 1 denied)
 
@@ -79,6 +81,20 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const { runDemo } = await import('./demo.js');
       await runDemo();
+      return -1;
+    }
+    case 'demo-tool': {
+      const { values } = parseArgs({ args: rest, options: { host: { type: 'string' }, port: { type: 'string' } }, strict: true });
+      const port = Number(values.port ?? '8000');
+      if (!Number.isInteger(port) || port < 0 || port > 65535) {
+        throw new CliError(`--port must be a port number (0-65535), got ${JSON.stringify(values.port)}`, ExitCodes.USAGE);
+      }
+      const { startDemoTool } = await import('./demo-tool.js');
+      const tool = await startDemoTool(port, values.host ?? '0.0.0.0');
+      process.stderr.write(`demo tool listening on ${tool.url}\n`);
+      const stop = (): void => void tool.server.close(() => process.exit(0));
+      process.on('SIGTERM', stop);
+      process.on('SIGINT', stop);
       return -1;
     }
     case 'policy': {
