@@ -2,6 +2,8 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
 import type { AgentConfig } from './agent-config.js';
+import { METRICS_CONTENT_TYPE } from '../telemetry/metrics-kit.js';
+import { AgentMetrics } from './agent-metrics.js';
 import { AuditLog } from './audit-log.js';
 import { ConnectProxyAgent } from './egress-proxy.js';
 import { ToolRunner } from './tool-runner.js';
@@ -44,6 +46,7 @@ export class PosternAgent {
   readonly connectors: TunnelConnector[];
   readonly runner: ToolRunner;
   readonly audit: AuditLog;
+  readonly metrics: AgentMetrics;
   private statusServer: Server | undefined;
 
   constructor(
@@ -59,7 +62,13 @@ export class PosternAgent {
       policy: config.policy,
       upstreamTimeoutMs: config.upstreamTimeoutMs,
       logger,
-      audit: this.audit,
+      // Every ended request goes to the metrics and to the audit log alike.
+      audit: {
+        record: (event) => {
+          this.metrics.record(event);
+          this.audit.record(event);
+        },
+      },
     });
     const egress = config.egressProxy
       ? new ConnectProxyAgent(config.egressProxy, config.tunnelUrl.startsWith('wss:'))
@@ -78,10 +87,19 @@ export class PosternAgent {
           reconnectMaxMs: config.reconnectMaxMs,
           logger: logger.child({ tunnel: i }),
           ...(egress ? { agent: egress } : {}),
-          onStream: (stream, head) => this.runner.run(stream, head),
+          onStream: (stream, head) => {
+            this.metrics.streamOpened();
+            this.runner.run(stream, head, this.connectors[i]?.connectionId);
+          },
+          onRtt: (ms) => this.metrics.rttSample(ms),
           ...(opts.random ? { random: opts.random } : {}),
         }),
     );
+    this.metrics = new AgentMetrics({
+      connectors: this.connectors,
+      inFlight: () => this.runner.stats.inFlight,
+      auditDropped: () => this.audit.dropped,
+    });
   }
 
   /** Dials the tunnels and starts the status listener; resolves once it listens. */
@@ -144,6 +162,13 @@ export class PosternAgent {
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method_not_allowed' });
       if (path === '/healthz') return send(200, { ok: true });
       if (path === '/readyz') return send(this.ready ? 200 : 503, { ready: this.ready });
+      if (path === '/metrics') {
+        void this.metrics.text().then((text) => {
+          res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+          res.end(text);
+        });
+        return;
+      }
       if (path === '/status') {
         void this.runner.probe().then((tool) => send(200, { ...this.status(), toolReachable: tool }));
         return;

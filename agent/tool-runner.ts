@@ -59,11 +59,12 @@ export class ToolRunner {
     });
   }
 
-  run(stream: TunnelStream, head: RequestFrame): void {
+  /** `connectionId`: the tunnel the request came on, for the log lines of a failure. */
+  run(stream: TunnelStream, head: RequestFrame, connectionId?: string): void {
     const startedAt = performance.now();
     // Built only when something is logged: the success path logs nothing.
     const log = (): Logger =>
-      this.opts.logger.child({ requestId: headerValue(head.headers, REQUEST_ID_HEADER), streamId: stream.id });
+      this.opts.logger.child({ connectionId, requestId: headerValue(head.headers, REQUEST_ID_HEADER), streamId: stream.id });
     const resolved = resolveToolPath(this.target, head.path);
     if (!resolved.ok) {
       this.deny(stream, head, resolved.reason, log());
@@ -101,17 +102,21 @@ export class ToolRunner {
     const started = stream.headSent;
     const info = started ? ErrorCodes.UPSTREAM_UNREACHABLE : classify(err);
     this.recordError(info);
-    log().warn({ method: head.method, code: err.code ?? err.name, error: info.error, responseStarted: started }, 'tool request failed');
+    log().warn(
+      { method: head.method, code: info.code, error: info.error, cause: err.code ?? err.name, responseStarted: started },
+      'tool request failed',
+    );
     // After the head, a reset makes the caller see a cut-off response.
     stream.reset(info, started ? 'the tool response was cut off' : describe(err, info));
   }
 
   private deny(stream: TunnelStream, head: RequestFrame, reason: string, log: Logger): void {
     this.stats.denials++;
-    log.warn({ method: head.method, reason }, 'request denied by agent policy');
+    const { code, error } = ErrorCodes.FORBIDDEN_BY_AGENT;
+    log.warn({ method: head.method, code, error, reason }, 'request denied by agent policy');
     stream.reset(ErrorCodes.FORBIDDEN_BY_AGENT, reason);
     // Refused before anything reached the tool: no bytes, no time spent.
-    const { status, error } = ErrorCodes.FORBIDDEN_BY_AGENT;
+    const { status } = ErrorCodes.FORBIDDEN_BY_AGENT;
     this.opts.audit?.record({
       requestId: requestIdOf(head),
       method: head.method,

@@ -48,6 +48,8 @@ export interface TunnelConnectorOptions {
   /** Dials through this agent (the egress proxy), when set. */
   agent?: HttpAgent;
   onStream: (stream: TunnelStream, head: RequestFrame) => void;
+  /** Each measured round trip on the tunnel, in ms (metrics). */
+  onRtt?: (rttMs: number) => void;
   /** Called on every state change (status, readiness). */
   onState?: (state: ConnectorState) => void;
   /** Injectable for tests. */
@@ -221,6 +223,7 @@ export class TunnelConnector {
           localMaxStreams: local.maxStreams,
           localMaxFrameSize: local.maxFrameSize,
           onStream: opts.onStream,
+          onRtt: opts.onRtt,
           onGoaway: () => this.handleGoaway(session!),
           onClose: (err) => {
             // A socket error seen first (e.g. 'Max payload size exceeded') says more than the close it causes.
@@ -248,24 +251,26 @@ export class TunnelConnector {
       session?.transportClosed(`code ${code}`);
       if (session && this.draining.delete(session)) return; // an old tunnel finished draining
       if (this.ws !== ws || this.state === 'stopped' || this.state === 'draining') return;
+      const lost = this.connectionId;
       this.session = undefined;
       this.connectionId = undefined;
       this.connectedSince = undefined;
       const why = failure ?? `closed by server (code ${code}${reason.length ? `: ${reason.toString()}` : ''})`;
       this.lastError = why;
       if (connectedAt && Date.now() - connectedAt >= STABLE_MS) this.backoff.reset();
-      this.scheduleReconnect(why);
+      this.scheduleReconnect(why, lost);
     });
   }
 
-  private scheduleReconnect(why: string): void {
+  /** `lost`: the connection id of the tunnel that went down (none when a dial failed). */
+  private scheduleReconnect(why: string, lost?: string): void {
     // A server's retry-after (a 429 after failed logins) is a floor: dialling
     // sooner only extends the block.
     const delay = Math.max(this.backoff.next(), this.minDelayMs);
     this.minDelayMs = 0;
     this.reconnects++;
     this.move('backoff');
-    this.opts.logger.warn({ reason: why, retryInMs: delay, attempt: this.backoff.attempts }, 'tunnel down, reconnecting');
+    this.opts.logger.warn({ connectionId: lost, reason: why, retryInMs: delay, attempt: this.backoff.attempts }, 'tunnel down, reconnecting');
     this.timer = setTimeout(() => this.connect(), delay);
   }
 

@@ -19,8 +19,9 @@ usage:
   postern client api-key create <clientId> [--name N] [--json]
   postern client api-key list <clientId> [--json]
   postern client api-key revoke <clientId> <keyId>
-  postern status [--json] [<clientId>]
-  postern status --agent http://127.0.0.1:<POSTERN_STATUS_PORT>
+  postern status [--json] [--watch [--interval S]] [<clientId>…]
+                                     (exit 3 if a named client has no live agent)
+  postern status --agent http://127.0.0.1:<POSTERN_STATUS_PORT> [--json] [--watch]
   postern demo                       (what \`npm start\` runs)
   postern demo-tool [--host H] [--port P]
                                      (the demo tool alone, for deploy/docker-compose.yml)
@@ -57,7 +58,19 @@ const clientFlags = {
   json: { type: 'boolean' },
   agent: { type: 'string' },
   'proxy-url': { type: 'string' },
+  watch: { type: 'boolean', short: 'w' },
+  interval: { type: 'string' },
 } as const;
+
+/** `--interval` in seconds (default 2), for `status --watch`. */
+function watchInterval(raw: string | undefined): number {
+  if (raw === undefined) return 2_000;
+  const seconds = Number(raw);
+  if (!Number.isFinite(seconds) || seconds < 0.2 || seconds > 3600) {
+    throw new CliError(`--interval must be a number of seconds between 0.2 and 3600, got ${JSON.stringify(raw)}`, ExitCodes.USAGE);
+  }
+  return Math.round(seconds * 1000);
+}
 
 function camel(s: string): string {
   return s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -113,7 +126,12 @@ async function main(argv: string[]): Promise<number> {
       const target = adminToken ? { server, adminToken } : undefined;
       if (command === 'status') {
         const { statusCommand } = await import('./status-command.js');
-        return statusCommand(target, positionals[0], { json: values.json, agent: values.agent });
+        return statusCommand(target, positionals, {
+          json: values.json,
+          agent: values.agent,
+          watch: values.watch,
+          intervalMs: watchInterval(values.interval),
+        });
       }
       const [sub, ...args] = positionals;
       const { clientCommand } = await import('./client-commands.js');

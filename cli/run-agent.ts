@@ -5,15 +5,16 @@ import { createLogger } from './logger.js';
 /** `postern agent`: configured by environment only (the seed's names). */
 export async function runAgent(): Promise<void> {
   const config = loadAgentConfig(process.env);
-  const logger = createLogger('postern-agent');
+  // Every line names the client: one log pipeline often collects many agents.
+  const logger = createLogger('postern-agent').child({ clientId: config.clientId });
   const agent = new PosternAgent(config, logger);
   logger.info(
-    { clientId: config.clientId, server: config.tunnelUrl, tool: `${config.toolUrl.origin}${config.toolUrl.pathname}`, connections: config.connections, egressProxy: config.egressProxy?.host },
+    { server: config.tunnelUrl, tool: `${config.toolUrl.origin}${config.toolUrl.pathname}`, connections: config.connections, egressProxy: config.egressProxy?.host },
     'agent starting',
   );
-  await agent.start();
   // First signal: drain (requests in flight finish, the server sends no new
-  // ones). A second signal while draining: stop at once.
+  // ones). A second signal while draining: stop at once. Installed before
+  // starting, so a signal during start-up drains too.
   let draining = false;
   const onSignal = (signal: string): void => {
     if (draining) {
@@ -30,4 +31,5 @@ export async function runAgent(): Promise<void> {
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  await agent.start();
 }

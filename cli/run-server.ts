@@ -13,9 +13,10 @@ export async function runServer(flags: Partial<Record<keyof ServerConfig, string
       `\nGenerated an admin token (saved in ${config.dataDir}/admin-token, shown only now):\n  ${server.generatedAdminToken}\n\n`,
     );
   }
-  await server.listen();
   // First signal: drain (see PosternServer.close). A second one while
-  // draining: exit now, cutting off whatever is still in flight.
+  // draining: exit now, cutting off whatever is still in flight. Installed
+  // before listening: a SIGTERM right after the "listening" line (an
+  // orchestrator's quick stop) must drain, not kill.
   let draining = false;
   const onSignal = (signal: string): void => {
     if (draining) {
@@ -31,4 +32,5 @@ export async function runServer(flags: Partial<Record<keyof ServerConfig, string
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
+  await server.listen();
 }

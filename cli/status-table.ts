@@ -28,60 +28,104 @@ function since(iso: string, now: number): string {
 }
 
 /**
- * `postern status`: one row per connection, with its own open streams (a
- * client without any gets one row saying so); the counters are the client's.
+ * A value from the server as a table cell: control characters (a client
+ * name is whatever an API caller chose; an escape sequence would rewrite the
+ * operator's terminal) become `?`, and long values are cut.
  */
-export function formatServerStatus(status: ServerStatus, now = Date.now()): string {
-  const rows: string[][] = [];
-  for (const c of status.clients) {
-    const counters = [String(c.streamsInFlight), String(c.requests), String(c.errors), formatBytes(c.bytesIn), formatBytes(c.bytesOut)];
-    if (c.connections.length === 0) {
-      rows.push([c.clientId, c.name, 'offline', '-', '-', '-', '-', '-', '-', ...counters]);
-      continue;
-    }
-    for (const conn of c.connections) {
-      rows.push([
-        c.clientId,
-        c.name,
-        conn.draining ? 'draining' : 'connected',
-        conn.connectionId,
-        String(conn.streams),
-        conn.remoteAddress,
-        conn.agentVersion,
-        since(conn.connectedSince, now),
-        `${conn.rttMs.toFixed(1)}ms`,
-        ...counters,
-      ]);
-    }
-  }
-  const head = `postern ${status.version}, up ${since(status.startedAt, now)}, ${status.clients.length} client(s)`;
-  if (rows.length === 0) return `${head}\n(no matching clients; create one with \`postern client create --name <name>\`)`;
-  return `${head}\n${table(
-    ['CLIENT', 'NAME', 'STATE', 'CONNECTION', 'STREAMS', 'REMOTE', 'AGENT', 'SINCE', 'RTT', 'INFLIGHT', 'REQUESTS', 'ERRORS', 'IN', 'OUT'],
-    rows,
-  )}`;
+export function cell(value: string, max = 40): string {
+  // eslint-disable-next-line no-control-regex
+  const clean = value.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
 }
 
-/** `postern status --agent URL`. */
-export function formatAgentStatus(s: AgentStatus & { toolReachable?: { reachable: boolean; status?: number; error?: string } }): string {
+function ms(n: number): string {
+  return n < 10 ? `${n.toFixed(1)}ms` : `${Math.round(n)}ms`;
+}
+
+/**
+ * `postern status`: a line about the server, a table of clients (health,
+ * the last minute, totals) and a table of their tunnels. Both tables start
+ * with the client id, so `grep <clientId>` finds a client's every line.
+ */
+export function formatServerStatus(status: ServerStatus, now = Date.now()): string {
+  const clients = status.clients;
+  const tunnels = clients.reduce((n, c) => n + c.connections.length, 0);
+  const offline = clients.filter((c) => c.health === 'offline').length;
+  const degraded = clients.filter((c) => c.health === 'degraded').length;
+  const head =
+    `postern ${status.version}, up ${since(status.startedAt, now)}: ${clients.length} client(s), ` +
+    `${clients.length - offline - degraded} connected, ${degraded} degraded, ${offline} offline; ${tunnels} tunnel(s)`;
+  if (clients.length === 0) return `${head}\n(no matching clients; create one with \`postern client create --name <name>\`)`;
+  const clientRows = clients.map((c) => [
+    c.clientId,
+    cell(c.name, 24),
+    c.health === 'connected' ? 'connected' : c.health.toUpperCase(),
+    String(c.connections.filter((x) => !x.draining).length),
+    String(c.streamsInFlight),
+    String(c.requestsLastMinute),
+    String(c.errorsLastMinute),
+    String(c.requests),
+    String(c.errors),
+    formatBytes(c.bytesIn),
+    formatBytes(c.bytesOut),
+    c.lastError ?? '-',
+  ]);
+  const parts = [
+    head,
+    '',
+    table(['CLIENT', 'NAME', 'HEALTH', 'TUNNELS', 'INFLIGHT', 'REQ/1M', 'ERR/1M', 'REQUESTS', 'ERRORS', 'IN', 'OUT', 'LAST ERROR'], clientRows),
+  ];
+  const connRows = clients.flatMap((c) =>
+    c.connections.map((conn) => [
+      c.clientId,
+      conn.connectionId,
+      conn.draining ? 'draining' : 'connected',
+      cell(conn.agentVersion, 32),
+      cell(conn.remoteAddress, 40),
+      since(conn.connectedSince, now),
+      ms(conn.rttMs),
+      String(conn.streams),
+      formatBytes(conn.bytesIn),
+      formatBytes(conn.bytesOut),
+    ]),
+  );
+  if (connRows.length > 0) {
+    parts.push('', table(['CLIENT', 'CONNECTION', 'STATE', 'AGENT', 'REMOTE', 'SINCE', 'RTT', 'STREAMS', 'IN', 'OUT'], connRows));
+  }
+  return parts.join('\n');
+}
+
+/** Tool reachability as the agent's `/status` reports it (probed on each call). */
+export interface ToolReachability {
+  reachable: boolean;
+  status?: number;
+  error?: string;
+}
+
+/** `postern status --agent URL`: the agent's own view. */
+export function formatAgentStatus(s: AgentStatus & { toolReachable?: ToolReachability }, now = Date.now()): string {
   const tool = s.toolReachable
     ? s.toolReachable.reachable
       ? `reachable (HTTP ${s.toolReachable.status})`
-      : `UNREACHABLE (${s.toolReachable.error})`
+      : `UNREACHABLE (${cell(s.toolReachable.error ?? 'error')})`
     : 'unknown';
+  const up = s.connections.filter((c) => c.state === 'connected').length;
   const head = [
-    `agent ${s.version} for client ${s.clientId}: ${s.ready ? 'ready' : 'NOT READY'}`,
+    `agent ${s.version} for client ${s.clientId}: ${s.ready ? 'ready' : 'NOT READY'}, ${up}/${s.connections.length} tunnel(s) up`,
     `tool ${s.tool}: ${tool}`,
-    `in flight ${s.inFlight}, requests ${s.requests}, policy denials ${s.policyDenials}, upstream errors ${s.upstreamErrors}`,
+    `in flight ${s.inFlight}, requests ${s.requests}, policy denials ${s.policyDenials}, upstream errors ${s.upstreamErrors}` +
+      (s.lastError ? ` (last: ${s.lastError})` : '') +
+      (s.auditDropped > 0 ? `, audit lines dropped ${s.auditDropped}` : ''),
   ].join('\n');
   const rows = s.connections.map((c, i) => [
     String(i),
-    c.state,
+    c.state === 'connected' ? c.state : c.state.toUpperCase(),
     c.connectionId ?? '-',
-    c.rttMs === null ? '-' : `${c.rttMs.toFixed(1)}ms`,
+    c.connectedSince ? since(c.connectedSince, now) : '-',
+    c.rttMs === null ? '-' : ms(c.rttMs),
     String(c.streams),
     String(c.reconnects),
-    c.lastError ?? '-',
+    c.lastError ? cell(c.lastError, 80) : '-',
   ]);
-  return `${head}\n${table(['TUNNEL', 'STATE', 'CONNECTION', 'RTT', 'STREAMS', 'RECONNECTS', 'LAST ERROR'], rows)}`;
+  return `${head}\n\n${table(['TUNNEL', 'STATE', 'CONNECTION', 'SINCE', 'RTT', 'STREAMS', 'RECONNECTS', 'LAST ERROR'], rows)}`;
 }

@@ -86,6 +86,8 @@ export interface TunnelSessionOptions {
   onGoaway?: (frame: GoawayFrame) => void;
   /** The session ended; `err` says why unless it was a clean close. */
   onClose?: (err: TunnelError | undefined) => void;
+  /** Each measured round trip of our PINGs (heartbeats and probes), in ms: for metrics. */
+  onRtt?: ((rttMs: number) => void) | undefined;
 }
 
 /** Frames a peer may be blocked on: never held back for write batching. */
@@ -371,6 +373,7 @@ export class TunnelSession implements StreamHost {
           const now = this.clock.now();
           this.rtt.sample(now, now - this.pingSentAt);
           this.pingOutstanding = false;
+          this.opts.onRtt?.(now - this.pingSentAt);
         } else {
           this.idle('PONG that answers no PING');
         }

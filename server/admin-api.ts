@@ -7,7 +7,7 @@ import type { ClientStore } from './client-store.js';
 import type { IngressApiKeys } from './ingress-api-keys.js';
 import { tokenMatches, hashToken } from './secrets.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
-import { VERSION } from '../protocol/version.js';
+import { serverStatus, type ServerStatus } from './server-status.js';
 
 export interface AdminApiOptions {
   adminToken: string;
@@ -21,39 +21,7 @@ export interface AdminApiOptions {
   apiKeys: IngressApiKeys;
 }
 
-/** One agent connection in `GET /v1/status`. */
-export interface ConnectionStatus {
-  connectionId: string;
-  remoteAddress: string;
-  agentVersion: string;
-  connectedSince: string;
-  rttMs: number;
-  streams: number;
-  draining: boolean;
-  bytesIn: number;
-  bytesOut: number;
-}
-
-/** One client in `GET /v1/status`. */
-export interface ClientStatus {
-  clientId: string;
-  name: string;
-  connected: boolean;
-  connections: ConnectionStatus[];
-  streamsInFlight: number;
-  requests: number;
-  errors: number;
-  bytesIn: number;
-  bytesOut: number;
-  lastError: string | null;
-}
-
-export interface ServerStatus {
-  version: string;
-  startedAt: string;
-  uptimeSeconds: number;
-  clients: ClientStatus[];
-}
+export type { ClientStatus, ConnectionStatus, ServerStatus } from './server-status.js';
 
 const createSchema = {
   body: {
@@ -179,44 +147,7 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
     return { clientId: id, keyId, revoked: true };
   });
 
-  app.get('/v1/status', async (): Promise<ServerStatus> => {
-    const clients: ClientStatus[] = store.list().map((c) => {
-      const counters = stats.for(c.clientId);
-      const connections = registry.connections(c.clientId).map(
-        (conn): ConnectionStatus => ({
-          connectionId: conn.id,
-          remoteAddress: conn.remoteAddress,
-          agentVersion: conn.agentVersion,
-          connectedSince: conn.connectedAt,
-          rttMs: Math.round(conn.session.rttMs() * 1000) / 1000,
-          streams: conn.session.activeStreams,
-          draining: conn.session.goingAway,
-          // Same direction as the client counters: in = towards the tool
-          // (request bodies), out = towards the caller (response bodies).
-          bytesIn: conn.session.bytesOut,
-          bytesOut: conn.session.bytesIn,
-        }),
-      );
-      return {
-        clientId: c.clientId,
-        name: c.name,
-        connected: connections.some((x) => !x.draining),
-        connections,
-        streamsInFlight: counters.inFlight,
-        requests: counters.requests,
-        errors: counters.errors,
-        bytesIn: counters.bytesIn,
-        bytesOut: counters.bytesOut,
-        lastError: counters.lastError,
-      };
-    });
-    return {
-      version: VERSION,
-      startedAt: opts.startedAt.toISOString(),
-      uptimeSeconds: Math.round((Date.now() - opts.startedAt.getTime()) / 1000),
-      clients,
-    };
-  });
+  app.get('/v1/status', async (): Promise<ServerStatus> => serverStatus({ store, registry, stats, startedAt: opts.startedAt }));
 }
 
 function notFound(reply: FastifyReply, id: string, requestId: string): FastifyReply {

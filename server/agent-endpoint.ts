@@ -15,6 +15,7 @@ import type { AgentConnection } from './agent-connection.js';
 import type { AuthGuard } from './auth-guard.js';
 import type { ClientStore } from './client-store.js';
 import type { ServerConfig } from './server-config.js';
+import type { ServerMetrics } from './server-metrics.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
 import { SOFTWARE } from '../protocol/version.js';
 
@@ -26,6 +27,7 @@ export interface AgentEndpointOptions {
   draining: () => boolean;
   /** Rate-limits failed authentications per source address. */
   guard: AuthGuard;
+  metrics?: ServerMetrics;
 }
 
 
@@ -36,7 +38,7 @@ export interface AgentEndpointOptions {
  * WELCOME back, and the connection joins the registry.
  */
 async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): Promise<void> {
-  const { config, store, registry } = opts;
+  const { config, store, registry, metrics } = opts;
 
   const authenticate = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (opts.draining()) {
@@ -79,6 +81,7 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
     const transport = new WsTransport(socket);
 
     const handshakeTimer = setTimeout(() => {
+      metrics?.handshakeFailed();
       log.warn({ timeoutMs: config.handshakeTimeoutMs }, 'agent sent no HELLO in time');
       socket.close(CloseCodes.HANDSHAKE_FAILED, 'handshake timeout');
       // A peer that sends nothing will not answer the close either: free
@@ -108,11 +111,13 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
           localInitialWindow: local.initialWindow,
           localMaxStreams: local.maxStreams,
           localMaxFrameSize: config.maxFrameSize,
+          onRtt: metrics ? (ms) => metrics.rttSample(ms) : undefined,
           onClose: (err) => {
             if (conn) registry.remove(conn);
+            metrics?.connectionClosed(err?.info);
             // Abuse and protocol breaches stand out at warn; ordinary goodbyes stay at info.
             const abuse = err?.info === ErrorCodes.FLOOD || err?.info === ErrorCodes.PROTOCOL;
-            log[abuse ? 'warn' : 'info']({ reason: err?.message, code: err?.code }, 'agent disconnected');
+            log[abuse ? 'warn' : 'info']({ reason: err?.message, code: err?.code, error: err?.info.error }, 'agent disconnected');
           },
           onGoaway: (frame) => {
             // An acknowledgement of our own GOAWAY is routine; an agent's own is worth a line.
@@ -130,9 +135,11 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
         };
         session.start();
         registry.add(conn);
+        metrics?.connectionOpened();
         log.info({ remote: req.ip, agentVersion: hello.software }, 'agent connected');
       } catch (err) {
         const message = err instanceof Error ? err.message : String(err);
+        metrics?.handshakeFailed();
         log.warn({ err: message }, 'agent handshake failed');
         socket.close(CloseCodes.HANDSHAKE_FAILED, message.slice(0, 120));
       }

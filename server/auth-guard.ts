@@ -22,6 +22,8 @@ export class AuthGuard {
   constructor(
     private readonly surface: 'tunnel' | 'admin',
     private readonly config: Pick<ServerConfig, 'authFailureLimit' | 'authFailureWindowMs' | 'authBlockMs'>,
+    /** Told of each failure (the metrics' counter). */
+    private readonly onFailure?: () => void,
   ) {
     this.limiter = new AddressLimiter({
       limit: config.authFailureLimit,
@@ -58,6 +60,7 @@ export class AuthGuard {
    * is the log message of a first failure; `fields` must hold no secret.
    */
   failed(req: FastifyRequest, what: string, fields: Record<string, unknown> = {}): void {
+    this.onFailure?.();
     const verdict = this.limiter.recordFailure(addressKey(req.ip));
     const log: Logger = req.log as unknown as Logger;
     const context = { remote: req.ip, surface: this.surface, failures: verdict.failures, ...fields };

@@ -42,5 +42,10 @@ export interface ClientStore {
   apiKeyHashes(clientId: string): string[];
   /** Deletes one API key of a client; false if there was no such key. */
   revokeApiKey(clientId: string, keyId: string): boolean;
+  /**
+   * Throws (with a reason fit for /readyz) when the store cannot serve a
+   * read now: closed, or its file gone bad. Cheap: called per readiness probe.
+   */
+  ping(): void;
   close(): void;
 }

@@ -7,11 +7,12 @@ import { REQUEST_ID_HEADER, stripHopByHop } from '../protocol/headers.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
 import type { TunnelStream } from '../protocol/tunnel-stream.js';
 import type { AgentConnection } from './agent-connection.js';
-import { countError, type ClientCounters, type ClientStats } from './client-stats.js';
+import { refused, type ClientCounters, type ClientStats } from './client-stats.js';
 import type { ClientStore } from './client-store.js';
 import { sendError } from './http-errors.js';
 import { API_KEY_HEADER, type IngressApiKeys } from './ingress-api-keys.js';
 import type { ServerConfig } from './server-config.js';
+import type { ServerMetrics } from './server-metrics.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
 
 export interface IngressOptions {
@@ -21,6 +22,7 @@ export interface IngressOptions {
   stats: ClientStats;
   logger: Logger;
   apiKeys: IngressApiKeys;
+  metrics?: ServerMetrics;
   /** Called with the caller's address for each refused API key, to bound logging; true = log this one at warn. */
   firstRefusal?: (remote: string | undefined) => boolean;
 }
@@ -73,17 +75,20 @@ export class Ingress {
     const requestId = nanoid(16);
     if (this.draining) {
       res.shouldKeepAlive = false;
+      this.opts.stats.ended(undefined, refused(ErrorCodes.SERVER_DRAINING));
       sendError(res, ErrorCodes.SERVER_DRAINING, requestId);
       return;
     }
     const parsed = parseIngressUrl(req.url ?? '');
     if (!parsed) {
+      this.opts.stats.ended(undefined, refused(ErrorCodes.UNKNOWN_CLIENT));
       sendError(res, ErrorCodes.UNKNOWN_CLIENT, requestId, 'expected /t/<clientId>/<path>');
       return;
     }
     const { clientId, path } = parsed;
     const { config, registry, store, stats } = this.opts;
     if (!registry.has(clientId) && !store.get(clientId)) {
+      stats.ended(undefined, refused(ErrorCodes.UNKNOWN_CLIENT));
       sendError(res, ErrorCodes.UNKNOWN_CLIENT, requestId, `no client ${JSON.stringify(clientId.slice(0, 64))}`);
       return;
     }
@@ -96,8 +101,7 @@ export class Ingress {
       return;
     }
     if (counters.inFlight >= config.maxStreamsPerClient) {
-      counters.requests++;
-      countError(counters, ErrorCodes.TOO_MANY_STREAMS);
+      stats.ended(counters, refused(ErrorCodes.TOO_MANY_STREAMS));
       sendError(
         res,
         ErrorCodes.TOO_MANY_STREAMS,
@@ -107,8 +111,7 @@ export class Ingress {
       return;
     }
     if (config.maxBodyBytes > 0 && contentLength !== undefined && Number(contentLength) > config.maxBodyBytes) {
-      counters.requests++;
-      countError(counters, ErrorCodes.BODY_TOO_LARGE);
+      stats.ended(counters, refused(ErrorCodes.BODY_TOO_LARGE));
       sendError(res, ErrorCodes.BODY_TOO_LARGE, requestId, `body of ${contentLength} bytes is over the limit of ${config.maxBodyBytes}`);
       return;
     }
@@ -130,8 +133,7 @@ export class Ingress {
     hasBody: boolean,
     outcome: 'missing' | 'wrong' | 'none',
   ): void {
-    counters.requests++;
-    countError(counters, ErrorCodes.UNAUTHORIZED);
+    this.opts.stats.ended(counters, refused(ErrorCodes.UNAUTHORIZED));
     const remote = req.socket.remoteAddress;
     const fields = { clientId, requestId, remote, reason: outcome };
     if (this.opts.firstRefusal?.(remote) ?? true) this.opts.logger.warn(fields, 'ingress refused: API key');
@@ -163,6 +165,9 @@ class IngressExchange {
   /** Body bytes moved (both ways) when the idle timer last looked. */
   private idleMark = -1;
   private bodyStarted = false;
+  private readonly startedAt = performance.now();
+  /** Why the request failed, once it has (the first reason wins). */
+  private error: ErrorCodeInfo | undefined;
 
   constructor(
     private readonly ingress: Ingress,
@@ -228,6 +233,7 @@ class IngressExchange {
       return;
     }
     this.stream = stream;
+    this.opts.metrics?.streamOpened();
     stream.onResponse = (head) => this.onResponse(head);
     stream.onReset = (err) => this.onReset(err);
     this.responseTimer = setTimeout(() => {
@@ -297,7 +303,7 @@ class IngressExchange {
       // The agent sent a head Node will not write (e.g. a bad header value).
       stream.reset(ErrorCodes.PROTOCOL, 'response head rejected by the ingress');
       this.fail(ErrorCodes.INTERNAL, 'the agent sent a response head that cannot be forwarded');
-      this.opts.logger.warn({ err, clientId: this.clientId, requestId: this.requestId }, 'bad response head');
+      this.opts.logger.warn({ err, clientId: this.clientId, connectionId: this.conn?.id, requestId: this.requestId }, 'bad response head');
       return;
     }
     if (head.endStream) {
@@ -350,7 +356,10 @@ class IngressExchange {
       IDEMPOTENT.has(this.req.method ?? '') &&
       (err.info === ErrorCodes.TUNNEL_LOST || err.info === ErrorCodes.HEARTBEAT_TIMEOUT || err.info === ErrorCodes.GOING_AWAY);
     if (replayable && this.attempts < 3) {
-      this.opts.logger.info({ clientId: this.clientId, requestId: this.requestId, code: err.code }, 'replaying idempotent request');
+      this.opts.logger.info(
+        { clientId: this.clientId, connectionId: this.conn?.id, requestId: this.requestId, code: err.code, error: err.info.error },
+        'replaying idempotent request',
+      );
       this.stream = undefined;
       this.dispatch();
       return;
@@ -362,19 +371,20 @@ class IngressExchange {
     // The response body arrived whole (e.g. an early answer, then the upload
     // was refused): let it finish reaching the caller.
     if (stream?.remoteEnded) return;
-    countError(this.counters, err.info);
+    this.error ??= err.info;
     this.opts.logger.warn(
-      { clientId: this.clientId, requestId: this.requestId, code: err.code },
+      { clientId: this.clientId, connectionId: this.conn?.id, requestId: this.requestId, code: err.code, error: err.info.error },
       'response cut off: tunnel stream reset mid-body',
     );
     this.res.destroy();
   }
 
   private fail(info: ErrorCodeInfo, message?: string): void {
-    countError(this.counters, info);
+    this.error ??= info;
     if (this.ingress.draining) this.res.shouldKeepAlive = false;
+    // The fields an operator greps for; the connection is absent when no agent was reached.
     this.opts.logger.warn(
-      { clientId: this.clientId, requestId: this.requestId, code: info.code, status: info.status },
+      { clientId: this.clientId, connectionId: this.conn?.id, requestId: this.requestId, code: info.code, error: info.error, status: info.status },
       'ingress request failed',
     );
     sendError(this.res, info, this.requestId, message);
@@ -386,10 +396,13 @@ class IngressExchange {
     clearTimeout(this.responseTimer);
     clearTimeout(this.idleTimer);
     this.counters.inFlight--;
-    this.counters.requests++;
-    if (this.stream) {
-      this.counters.bytesIn += this.stream.bytesOut;
-      this.counters.bytesOut += this.stream.bytesIn;
-    }
+    const stream = this.stream;
+    this.opts.stats.ended(this.counters, {
+      // A caller that went away is not a failure of Postern's: counted as CANCEL only when nothing else failed first.
+      error: this.error ?? (this.cancelled ? ErrorCodes.CANCEL : undefined),
+      seconds: (performance.now() - this.startedAt) / 1000,
+      bytesIn: stream ? stream.bytesOut : 0,
+      bytesOut: stream ? stream.bytesIn : 0,
+    });
   }
 }

@@ -10,6 +10,7 @@ import { REQUEST_ID_HEADER } from '../protocol/headers.js';
 import { TunnelError } from '../protocol/tunnel-error.js';
 import { addressKey, AddressLimiter } from './address-limiter.js';
 import adminApi from './admin-api.js';
+import statusPage from './status-page.js';
 import agentEndpoint from './agent-endpoint.js';
 import { AuthGuard } from './auth-guard.js';
 import { ClientStats } from './client-stats.js';
@@ -19,9 +20,11 @@ import { Ingress } from './ingress.js';
 import { IngressApiKeys } from './ingress-api-keys.js';
 import { generateToken } from './secrets.js';
 import type { ServerConfig } from './server-config.js';
+import { ServerMetrics } from './server-metrics.js';
 import { SqliteClientStore } from './sqlite-client-store.js';
 import { certificateDateProblem, loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 import { TunnelRegistry } from './tunnel-registry.js';
+import { METRICS_CONTENT_TYPE } from '../telemetry/metrics-kit.js';
 
 type ListenerName = 'public' | 'private';
 
@@ -42,6 +45,7 @@ export class PosternServer {
   readonly store: ClientStore;
   readonly registry = new TunnelRegistry();
   readonly stats = new ClientStats();
+  readonly metrics = new ServerMetrics({ registry: this.registry, stats: this.stats });
   readonly ingress: Ingress;
   readonly apiKeys: IngressApiKeys;
   /** The certificate both listeners serve; undefined = plain HTTP. */
@@ -67,6 +71,7 @@ export class PosternServer {
     opts: BuildServerOptions,
   ) {
     this.log = opts.logger;
+    this.stats.observer = this.metrics;
     // TLS first: a bad certificate stops the start before anything is created.
     this.tls = loadTlsMaterial(config);
     this.store = opts.store ?? new SqliteClientStore(config.dataDir);
@@ -100,7 +105,8 @@ export class PosternServer {
       store: this.store,
       registry: this.registry,
       draining: () => this.draining,
-      guard: new AuthGuard('tunnel', config),
+      guard: new AuthGuard('tunnel', config, () => this.metrics.authFailed('tunnel')),
+      metrics: this.metrics,
     });
 
     this.ingress = new Ingress({
@@ -110,6 +116,7 @@ export class PosternServer {
       stats: this.stats,
       logger: opts.logger.child({ listener: 'ingress' }),
       apiKeys: this.apiKeys,
+      metrics: this.metrics,
       firstRefusal: (remote) => this.refusalLogWindow.recordFailure(addressKey(remote)).first,
     });
     this.privateApp = Fastify({
@@ -161,17 +168,32 @@ export class PosternServer {
     });
     this.privateApp.get('/healthz', async () => ({ ok: true }));
     this.privateApp.get('/readyz', async (_req, reply) => {
-      const ready = this.listening && !this.draining;
-      return reply.code(ready ? 200 : 503).send({ ready });
+      const reason = this.notReadyReason();
+      return reply.code(reason ? 503 : 200).send(reason ? { ready: false, reason } : { ready: true });
     });
+    // Unauthenticated, like /healthz: the private listener is the operator's
+    // network. Labels hold client ids, never names, tokens or addresses.
+    this.privateApp.get('/metrics', async (_req, reply) => {
+      return reply.header('content-type', METRICS_CONTENT_TYPE).header('cache-control', 'no-store').send(await this.metrics.text());
+    });
+    // One guard for both: they take the same token, so one allowance of guesses.
+    const adminGuard = new AuthGuard('admin', config, () => this.metrics.authFailed('admin'));
     this.privateApp.register(adminApi, {
       adminToken: this.adminToken,
       store: this.store,
       registry: this.registry,
       stats: this.stats,
       startedAt: this.startedAt,
-      guard: new AuthGuard('admin', config),
+      guard: adminGuard,
       apiKeys: this.apiKeys,
+    });
+    this.privateApp.register(statusPage, {
+      adminToken: this.adminToken,
+      store: this.store,
+      registry: this.registry,
+      stats: this.stats,
+      startedAt: this.startedAt,
+      guard: adminGuard,
     });
   }
 
@@ -207,6 +229,22 @@ export class PosternServer {
     const line = { ...fields, inWindow: seen.failures };
     if (seen.first) this.log.warn(line, msg);
     else this.log.debug(line, msg);
+  }
+
+  /**
+   * Why the server should get no traffic now (Kubernetes readiness), or
+   * undefined when it should: both listeners bound, not draining, and the
+   * store answers a read (the ingress and the tunnel endpoint need it).
+   */
+  notReadyReason(): string | undefined {
+    if (!this.listening) return 'not listening yet';
+    if (this.draining) return 'draining (shutting down)';
+    try {
+      this.store.ping();
+    } catch (err) {
+      return `store unavailable: ${(err as Error).message}`;
+    }
+    return undefined;
   }
 
   /** Binds both listeners and logs `listening` with the ports bound. */

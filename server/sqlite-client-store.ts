@@ -48,6 +48,7 @@ export class SqliteClientStore implements ClientStore {
     listKeys: StatementSync;
     delKey: StatementSync;
     delKeys: StatementSync;
+    ping: StatementSync;
   };
 
   constructor(dataDir: string) {
@@ -75,6 +76,7 @@ export class SqliteClientStore implements ClientStore {
     this.stmts = {
       insert: this.db.prepare('INSERT INTO clients (client_id, name, token_hash, created_at) VALUES (?, ?, ?, ?)'),
       list: this.db.prepare('SELECT * FROM clients ORDER BY created_at, client_id'),
+      ping: this.db.prepare('SELECT 1 FROM clients LIMIT 1'),
       get: this.db.prepare('SELECT * FROM clients WHERE client_id = ?'),
       del: this.db.prepare('DELETE FROM clients WHERE client_id = ?'),
       rotate: this.db.prepare('UPDATE clients SET token_hash = ?, rotated_at = ? WHERE client_id = ?'),
@@ -151,6 +153,13 @@ export class SqliteClientStore implements ClientStore {
 
   revokeApiKey(clientId: string, keyId: string): boolean {
     return Number(this.stmts.delKey.run(clientId, keyId).changes) > 0;
+  }
+
+  ping(): void {
+    if (!this.db.isOpen) throw new Error('the store is closed');
+    // A read through SQLite proper, not just the handle: a deleted or
+    // corrupted database file fails here.
+    this.stmts.ping.get();
   }
 
   close(): void {

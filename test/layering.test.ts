@@ -3,13 +3,15 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 /**
- * The dependency rule, enforced: protocol ← server, agent ← cli. protocol/
+ * The dependency rule, enforced: protocol ← telemetry ← server, agent ← cli. protocol/
  * is pure and imports neither side; server/ and agent/ never import each
  * other or the CLI.
  */
 const root = join(import.meta.dirname, '..');
 const forbidden: Record<string, string[]> = {
-  protocol: ['server', 'agent', 'cli', 'bench'],
+  protocol: ['server', 'agent', 'cli', 'bench', 'telemetry'],
+  // Metrics plumbing both sides share (prom-client): above protocol, below server and agent.
+  telemetry: ['server', 'agent', 'cli', 'bench'],
   server: ['agent', 'cli', 'bench'],
   agent: ['server', 'cli', 'bench'],
 };

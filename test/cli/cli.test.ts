@@ -210,8 +210,9 @@ describe('postern CLI', () => {
       expect(await res.text()).toBe('tool saw GET /a%2Fb?x=1');
       const status = await run(['status', c.clientId], env);
       expect(status.code).toBe(0);
-      // One row per tunnel.
-      expect(status.stdout.split('\n').filter((l) => l.startsWith(c.clientId) && l.includes(' connected '))).toHaveLength(2);
+      // The client's row says 2 tunnels; the tunnels' table has a row for each.
+      expect(status.stdout).toMatch(new RegExp(`^${c.clientId} +proc +connected +2 `, 'm'));
+      expect(status.stdout.split("\n").filter((l) => new RegExp(`^${c.clientId} +\\S{12} +connected `).test(l))).toHaveLength(2);
 
       agent.kill('SIGTERM');
       expect(await new Promise((r) => agent.once('exit', r))).toBe(0);
