@@ -122,3 +122,20 @@ describe('server /readyz', () => {
     void TEST_ADMIN_TOKEN;
   });
 });
+
+describe('docs/metrics.md', () => {
+  it('documents every postern_ metric either process exposes', async () => {
+    const { readFileSync } = await import('node:fs');
+    const doc = readFileSync(new URL('../../docs/metrics.md', import.meta.url), 'utf8');
+    const t = await startTunnel(cleanup, { agentEnv: { POSTERN_STATUS_PORT: '0' } });
+    const families = new Set<string>();
+    for (const url of [`${t.server.ingressUrl}/metrics`, `http://127.0.0.1:${t.agent.agent.statusPort}/metrics`]) {
+      for (const name of (await scrape(url)).types.keys()) families.add(name);
+    }
+    // prom-client's process metrics are described as a group.
+    const own = [...families].filter((f) => !/^postern_(process|nodejs)_/.test(f));
+    expect(own.length).toBeGreaterThanOrEqual(20);
+    expect(own.filter((f) => !doc.includes(`\`${f}\``))).toEqual([]);
+    expect(families.has('postern_nodejs_eventloop_lag_seconds')).toBe(true);
+  });
+});
