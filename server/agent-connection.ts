@@ -10,6 +10,8 @@ export interface AgentConnection {
   readonly agentVersion: string;
   /** ISO time the handshake completed. */
   readonly connectedAt: string;
+  /** When the registry last gave it a request (its pick sequence number): ties go to the longest unused. */
+  lastPick: number;
   /** Closes the tunnel with a WebSocket close code. */
   close(code: number, reason: string): void;
 }

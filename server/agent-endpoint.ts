@@ -131,6 +131,7 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
           remoteAddress: req.ip,
           agentVersion: hello.software,
           connectedAt: new Date().toISOString(),
+          lastPick: 0,
           close: (code, reason) => session?.close(new TunnelError(ErrorCodes.UNAUTHORIZED, reason), code),
         };
         session.start();

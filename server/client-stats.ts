@@ -12,6 +12,8 @@ export interface ClientCounters {
   /** Requests and failed requests that ended in the last minute. */
   readonly recentRequests: RecentCount;
   readonly recentErrors: RecentCount;
+  /** The part of recentErrors that is not the caller's doing (see isFailure): what makes a client degraded. */
+  readonly recentFailures: RecentCount;
 }
 
 /** How an ingress request ended, for metrics. */
@@ -46,6 +48,7 @@ export class ClientStats {
         lastError: null,
         recentRequests: new RecentCount(),
         recentErrors: new RecentCount(),
+        recentFailures: new RecentCount(),
       };
       this.byClient.set(clientId, c);
     }
@@ -73,6 +76,7 @@ export class ClientStats {
         counters.errors++;
         counters.recentErrors.add(1, now);
         counters.lastError = end.error.error;
+        if (isFailure(end.error)) counters.recentFailures.add(1, now);
       }
     }
     this.observer?.requestEnded(end);
@@ -84,6 +88,16 @@ export class ClientStats {
     for (const c of this.byClient.values()) n += c.inFlight;
     return n;
   }
+}
+
+/**
+ * An error that says something is wrong on Postern's or the tool's side
+ * (5xx: agent offline, tool unreachable or slow, tunnel lost; 429: the
+ * client is at its stream limit), as opposed to a request the caller got
+ * wrong or was refused (401, 403, 404, 413, 431, 400) or abandoned (499).
+ */
+export function isFailure(info: ErrorCodeInfo): boolean {
+  return info.status >= 500 || info.status === 429;
 }
 
 /** A request refused before it reached a tunnel: no time, no bytes. */

@@ -80,7 +80,7 @@ export class ServerMetrics implements RequestObserver {
     });
     this.disconnections = new Counter({
       name: 'postern_agent_disconnections_total',
-      help: 'Agent tunnels that ended, by Postern error code (docs/errors.md; "closed" for a clean close).',
+      help: 'Agent tunnels that ended, by Postern error code (POSTERN_ERR_* in lower case without the prefix; "closed" for a clean close).',
       labelNames: ['code'],
       registers,
     });
@@ -137,7 +137,8 @@ export class ServerMetrics implements RequestObserver {
   }
 
   connectionClosed(error: ErrorCodeInfo | undefined): void {
-    this.disconnections.inc({ code: error ? error.error : 'closed' });
+    // The specific code (heartbeat_timeout, flood, …): the slug would lump several together.
+    this.disconnections.inc({ code: error ? error.code.replace(/^POSTERN_ERR_/, '').toLowerCase() : 'closed' });
   }
 
   handshakeFailed(): void {

@@ -22,15 +22,17 @@ export interface ConnectionStatus {
  * - `offline`: no live tunnel (none, or all draining): its requests wait
  *   POSTERN_AGENT_WAIT_MS and then fail with 503 agent_offline;
  * - `degraded`: served, but a tunnel is draining (an agent is restarting)
- *   or requests failed in the last minute (see lastError);
- * - `connected`: served, nothing failed in the last minute.
+ *   or requests failed in the last minute on Postern's or the tool's side
+ *   (5xx or 429: `failuresLastMinute`; a policy denial or a wrong API key
+ *   is the caller's problem and does not count);
+ * - `connected`: served, no such failure in the last minute.
  */
 export type ClientHealth = 'connected' | 'degraded' | 'offline';
 
-export function clientHealth(c: Pick<ClientStatus, 'connections' | 'errorsLastMinute'>): ClientHealth {
+export function clientHealth(c: Pick<ClientStatus, 'connections' | 'failuresLastMinute'>): ClientHealth {
   const live = c.connections.filter((x) => !x.draining).length;
   if (live === 0) return 'offline';
-  if (live < c.connections.length || c.errorsLastMinute > 0) return 'degraded';
+  if (live < c.connections.length || c.failuresLastMinute > 0) return 'degraded';
   return 'connected';
 }
 
@@ -48,6 +50,8 @@ export interface ClientStatus {
   /** Requests (and failed ones) that ended in the last minute. */
   requestsLastMinute: number;
   errorsLastMinute: number;
+  /** Errors in the last minute that are not the caller's doing (5xx, 429). */
+  failuresLastMinute: number;
   bytesIn: number;
   bytesOut: number;
   lastError: string | null;
@@ -89,18 +93,19 @@ export function serverStatus({ store, registry, stats, startedAt }: StatusSource
         bytesOut: conn.session.bytesIn,
       }),
     );
-    const errorsLastMinute = counters.recentErrors.total(now);
+    const failuresLastMinute = counters.recentFailures.total(now);
     return {
       clientId: c.clientId,
       name: c.name,
       connected: connections.some((x) => !x.draining),
-      health: clientHealth({ connections, errorsLastMinute }),
+      health: clientHealth({ connections, failuresLastMinute }),
       connections,
       streamsInFlight: counters.inFlight,
       requests: counters.requests,
       errors: counters.errors,
       requestsLastMinute: counters.recentRequests.total(now),
-      errorsLastMinute,
+      errorsLastMinute: counters.recentErrors.total(now),
+      failuresLastMinute,
       bytesIn: counters.bytesIn,
       bytesOut: counters.bytesOut,
       lastError: counters.lastError,

@@ -7,6 +7,7 @@ import type { AgentConnection } from './agent-connection.js';
 export class TunnelRegistry {
   private readonly byClient = new Map<string, Set<AgentConnection>>();
   private readonly waiters = new Map<string, Set<(conn: AgentConnection) => void>>();
+  private picks = 0;
 
   add(conn: AgentConnection): void {
     let set = this.byClient.get(conn.clientId);
@@ -42,13 +43,25 @@ export class TunnelRegistry {
     return out;
   }
 
-  /** The live, non-draining connection with the fewest open streams. */
+  /**
+   * The live, non-draining connection with the fewest open streams; among
+   * equals, the one picked longest ago. Without the tie-break, requests
+   * sent one after another (never two open at once) would all go to the
+   * same tunnel, and its siblings would sit idle until the first failed.
+   */
   pick(clientId: string, exclude?: AgentConnection): AgentConnection | undefined {
     let best: AgentConnection | undefined;
     for (const conn of this.byClient.get(clientId) ?? []) {
       if (conn === exclude || conn.session.closed || conn.session.goingAway) continue;
-      if (!best || conn.session.activeStreams < best.session.activeStreams) best = conn;
+      if (
+        !best ||
+        conn.session.activeStreams < best.session.activeStreams ||
+        (conn.session.activeStreams === best.session.activeStreams && conn.lastPick < best.lastPick)
+      ) {
+        best = conn;
+      }
     }
+    if (best) best.lastPick = ++this.picks;
     return best;
   }
 

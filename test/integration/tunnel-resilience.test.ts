@@ -198,6 +198,16 @@ describe('several connections of one client', () => {
     expect(lost).toHaveLength(4);
     for (const r of lost) expect((JSON.parse(r.body.toString()) as ErrorBody).error).toBe('tunnel_lost');
   });
+
+  it('takes turns between idle connections, so requests sent one at a time use every tunnel', async () => {
+    const t = await startTunnel(cleanup, { agentEnv: { POSTERN_CONNECTIONS: '3' } });
+    await waitUntil(() => t.server.server.registry.connections(t.clientId).length === 3, 'three tunnels');
+    for (let i = 0; i < 9; i++) expect((await send(t.url(`/seq/${i}`))).status).toBe(200);
+    // Each tunnel carried three responses: strict turns when all are idle.
+    const bytes = t.server.server.registry.connections(t.clientId).map((c) => c.session.bytesIn);
+    expect(bytes.every((b) => b > 0)).toBe(true);
+    expect(Math.max(...bytes) - Math.min(...bytes)).toBeLessThan(Math.max(...bytes) / 3);
+  });
 });
 
 describe('isolation between tunnels', () => {
