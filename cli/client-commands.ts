@@ -8,10 +8,14 @@ interface Created {
   createdAt: string;
 }
 
-/** The ready-made `docker run` line for an agent of this client. */
+/**
+ * The ready-made `docker run` line for an agent of this client. No
+ * `--init`: the image's PID 1 is tini already. The stop timeout outlasts
+ * the agent's drain (POSTERN_DRAIN_TIMEOUT_MS, 30 s).
+ */
 export function dockerRunLine(clientId: string, clientToken: string, proxyUrl: string): string {
   return [
-    'docker run -d --init --name postern-agent --restart unless-stopped \\',
+    'docker run -d --name postern-agent --restart unless-stopped --stop-timeout 40 \\',
     `  -e CLIENT_ID=${clientId} \\`,
     `  -e CLIENT_TOKEN=${clientToken} \\`,
     `  -e PROXY_URL=${proxyUrl} \\`,
