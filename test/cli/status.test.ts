@@ -7,6 +7,7 @@ import { SOFTWARE } from '../../protocol/version.js';
 import { cliPath } from '../helpers/build-cli.js';
 import { Cleanup } from '../helpers/cleanup.js';
 import { send } from '../helpers/http-client.js';
+import { startAgent } from '../helpers/start-agent.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 
 const cleanup = new Cleanup();
@@ -72,11 +73,11 @@ describe('postern status (server view)', () => {
     const { t, env } = await tunnelWithTraffic();
     const r = await status([t.clientId], env);
     expect(r.code).toBe(0);
-    // One forbidden request in the last minute: served, but degraded.
-    expect(r.stdout.split('\n')[0]).toMatch(/1 client\(s\), 0 connected, 1 degraded, 0 offline; 2 tunnel\(s\)$/);
+    // One request refused by the agent's policy: an error, but the caller's, so the client stays healthy.
+    expect(r.stdout.split('\n')[0]).toMatch(/1 client\(s\), 1 connected, 0 degraded, 0 offline; 2 tunnel\(s\)$/);
     const [client] = rows(r.stdout, 'CLIENT', 'NAME');
     //              CLIENT      NAME           HEALTH      TUNNELS INFLIGHT REQ/1M ERR/1M REQUESTS ERRORS
-    expect(client!.slice(0, 9)).toEqual([t.clientId, 'integration', 'DEGRADED', '2', '0', '4', '1', '4', '1']);
+    expect(client!.slice(0, 9)).toEqual([t.clientId, 'integration', 'connected', '2', '0', '4', '1', '4', '1']);
     expect(client!.at(-1)).toBe('forbidden_by_agent');
     const tunnels = rows(r.stdout, 'CLIENT', 'CONNECTION');
     expect(tunnels).toHaveLength(2);
@@ -92,7 +93,20 @@ describe('postern status (server view)', () => {
 
     const json = await status(['--json'], env);
     const s = JSON.parse(json.stdout) as ServerStatus;
-    expect(s.clients[0]).toMatchObject({ health: 'degraded', requestsLastMinute: 4, errorsLastMinute: 1, connected: true });
+    expect(s.clients[0]).toMatchObject({ health: 'connected', requestsLastMinute: 4, errorsLastMinute: 1, failuresLastMinute: 0, connected: true });
+  });
+
+  it('shows a client DEGRADED while its tool fails, and still exits 0: it has a live agent', async () => {
+    const { t, env } = await tunnelWithTraffic(1);
+    const broken = t.server.server.store.create('broken tool');
+    const agent = await startAgent({ clientId: broken.clientId, clientToken: broken.clientToken, proxyUrl: t.server.publicUrl, toolUrl: `http://127.0.0.1:${await closedPort()}` });
+    cleanup.add(() => agent.stop());
+    const res = await send(`${t.server.ingressUrl}/t/${broken.clientId}/x`);
+    expect(res.status).toBe(502);
+    const r = await status([broken.clientId], env);
+    expect(r.code).toBe(0);
+    expect(rows(r.stdout, 'CLIENT', 'NAME')[0]!.slice(1, 3)).toEqual(['broken tool', 'DEGRADED']);
+    expect(r.stdout).toMatch(/upstream_unreachable$/m);
   });
 
   it('exits 3 when a named client has no live agent, also when only one of several is offline', async () => {
