@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { ErrorCodes } from '../protocol/error-codes.js';
-import { DURATION_BUCKETS, exposition, instanceRegistry, outcomeLabel, RTT_BUCKETS } from '../telemetry/metrics-kit.js';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { exposition, instanceRegistry } from '../telemetry/metrics-kit.js';
+import { RequestMetrics } from '../telemetry/request-metrics.js';
 import type { AuditEvent, AuditSink } from './audit-log.js';
 import type { TunnelConnector } from './tunnel-connector.js';
 
@@ -18,14 +18,8 @@ export interface AgentMetricsSources {
  */
 export class AgentMetrics implements AuditSink {
   readonly registry: Registry = instanceRegistry('agent');
-  private readonly streamsOpened: Counter;
-  private readonly duration: Histogram<'outcome'>;
-  private readonly errors: Counter<'error'>;
   private readonly denials: Counter;
-  private readonly requestBytes: Counter;
-  private readonly responseBytes: Counter;
-  private readonly rtt: Histogram;
-  private readonly okDuration: { observe(v: number): void };
+  private readonly requests: RequestMetrics;
 
   constructor(sources: AgentMetricsSources) {
     const registers = [this.registry];
@@ -81,69 +75,34 @@ export class AgentMetrics implements AuditSink {
         this.inc(sources.auditDropped());
       },
     });
-    this.streamsOpened = new Counter({
-      name: 'postern_streams_opened_total',
-      help: 'Streams the server opened on the agent\'s tunnels (one per request).',
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'postern_request_duration_seconds',
-      help: 'Requests from arrival at the agent to their end, by outcome: ok (the tool answered, any status) or the Postern error code.',
-      labelNames: ['outcome'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.errors = new Counter({
-      name: 'postern_errors_total',
-      help: 'Requests that ended in a Postern error, by error code (forbidden_by_agent, upstream_unreachable, …).',
-      labelNames: ['error'],
-      registers,
-    });
     this.denials = new Counter({
       name: 'postern_policy_denials_total',
-      help: 'Requests refused by the agent\'s policy (confinement to TOOL_URL, POSTERN_ALLOW rules).',
+      help: "Requests refused by the agent's policy (confinement to TOOL_URL, POSTERN_ALLOW rules).",
       registers,
     });
-    this.requestBytes = new Counter({
-      name: 'postern_request_bytes_total',
-      help: 'Request body bytes sent to the tool.',
-      registers,
+    this.requests = new RequestMetrics(this.registry, {
+      streamsOpened: "Streams the server opened on the agent's tunnels (one per request).",
+      duration:
+        'Requests from arrival at the agent to their end, by outcome: ok (the tool answered, any status) or the Postern error code.',
+      errors: 'Requests that ended in a Postern error, by error code (forbidden_by_agent, upstream_unreachable, …).',
+      requestBytes: 'Request body bytes sent to the tool.',
+      responseBytes: 'Response body bytes sent back through the tunnel.',
+      rtt: "Round trips of the agent's PINGs to the server (heartbeats and the probes that ride with data, so queueing shows).",
     });
-    this.responseBytes = new Counter({
-      name: 'postern_response_bytes_total',
-      help: 'Response body bytes sent back through the tunnel.',
-      registers,
-    });
-    this.rtt = new Histogram({
-      name: 'postern_heartbeat_rtt_seconds',
-      help: 'Round trips of the agent\'s PINGs to the server (heartbeats and the probes that ride with data, so queueing shows).',
-      buckets: RTT_BUCKETS,
-      registers,
-    });
-    this.okDuration = this.duration.labels('ok');
   }
 
   streamOpened(): void {
-    this.streamsOpened.inc();
+    this.requests.streamOpened();
   }
 
   rttSample(ms: number): void {
-    this.rtt.observe(ms / 1000);
+    this.requests.rttSample(ms);
   }
 
   record(event: AuditEvent): void {
-    if (event.requestBytes > 0) this.requestBytes.inc(event.requestBytes);
-    if (event.responseBytes > 0) this.responseBytes.inc(event.responseBytes);
-    const seconds = event.durationMs / 1000;
-    if (event.decision === 'denied') {
-      this.denials.inc();
-    } else if (event.error === undefined) {
-      this.okDuration.observe(seconds);
-      return;
-    }
-    const outcome = outcomeLabel(event.error ?? ErrorCodes.FORBIDDEN_BY_AGENT);
-    this.duration.observe({ outcome }, seconds);
-    this.errors.inc({ error: outcome });
+    if (event.decision === 'denied') this.denials.inc();
+    // A denial carries its error (forbidden_by_agent) like any failure.
+    this.requests.ended(event.error, event.durationMs / 1000, event.requestBytes, event.responseBytes);
   }
 
   text(): Promise<string> {

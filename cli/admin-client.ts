@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+
 /** Calls the server's admin API for the CLI. Errors carry an exit code. */
 export class CliError extends Error {
   constructor(
@@ -17,6 +20,29 @@ export const ExitCodes = Object.freeze({
   SERVER_UNREACHABLE: 4,
   UNAUTHORIZED: 5,
 });
+
+/**
+ * The admin token a server on this machine saved in its data dir
+ * (`$POSTERN_DATA_DIR/admin-token`, default ./data), for the CLI run beside
+ * it (`docker exec postern-server node dist/cli/postern.js client list`).
+ * Only for a server on loopback: the token of the local server must never
+ * be sent to whatever host --server names.
+ */
+export function savedAdminToken(server: string, env: NodeJS.ProcessEnv): string | undefined {
+  let host: string;
+  try {
+    host = new URL(server).hostname;
+  } catch {
+    return undefined;
+  }
+  if (host !== '127.0.0.1' && host !== 'localhost' && host !== '[::1]') return undefined;
+  try {
+    const token = readFileSync(join(env.POSTERN_DATA_DIR || './data', 'admin-token'), 'utf8').trim();
+    return token || undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface AdminTarget {
   server: string;

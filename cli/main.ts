@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../protocol/tunnel-error.js';
 import { VERSION } from '../protocol/version.js';
 import { serverEnvNames } from '../server/server-config.js';
-import { CliError, ExitCodes } from './admin-client.js';
+import { CliError, ExitCodes, savedAdminToken } from './admin-client.js';
 // Subcommands are imported when chosen: a server process never loads the
 // agent's code (undici, ws client) and vice versa (measured: −11 MiB RSS).
 
@@ -11,6 +11,7 @@ function usage(agentEnvHelp: [string, string][]): string {
 
 usage:
   postern server [--host H] [--port P] [--ingress-port P] [--data-dir D] [--admin-token T] [--agent-wait-ms N]
+                 [--heartbeat-ms N] [--drain-timeout-ms N]
   postern agent                      (configured by environment: see below)
   postern client create --name N [--json] [--proxy-url URL]
   postern client list [--json]
@@ -29,7 +30,9 @@ usage:
                                      (would the agent allow it? exit 0 allowed, 1 denied)
 
 client and status commands take --server <private URL> (POSTERN_SERVER, default http://127.0.0.1:8081)
-and --admin-token <T> (POSTERN_ADMIN_TOKEN).
+and --admin-token <T> (POSTERN_ADMIN_TOKEN; for a server on loopback, POSTERN_DATA_DIR/admin-token).
+
+logging (server and agent): POSTERN_LOG_LEVEL (default info), POSTERN_LOG_FORMAT (auto, json, pretty)
 
 server environment: ${Object.values(serverEnvNames).join(', ')}
 
@@ -118,10 +121,14 @@ async function main(argv: string[]): Promise<number> {
     case 'status': {
       const { values, positionals } = parseArgs({ args: rest, options: clientFlags, strict: true, allowPositionals: true });
       const server = values.server ?? process.env.POSTERN_SERVER ?? 'http://127.0.0.1:8081';
-      const adminToken = values['admin-token'] ?? process.env.POSTERN_ADMIN_TOKEN;
       const needsAdmin = command === 'client' || !values.agent;
+      const adminToken =
+        values['admin-token'] ?? process.env.POSTERN_ADMIN_TOKEN ?? (needsAdmin ? savedAdminToken(server, process.env) : undefined);
       if (needsAdmin && !adminToken) {
-        throw new CliError('an admin token is needed: pass --admin-token or set POSTERN_ADMIN_TOKEN', ExitCodes.USAGE);
+        throw new CliError(
+          'an admin token is needed: pass --admin-token or set POSTERN_ADMIN_TOKEN (next to a server on this machine, its POSTERN_DATA_DIR/admin-token is read)',
+          ExitCodes.USAGE,
+        );
       }
       const target = adminToken ? { server, adminToken } : undefined;
       if (command === 'status') {

@@ -1,6 +1,7 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ErrorCodeInfo } from '../protocol/error-codes.js';
-import { DURATION_BUCKETS, exposition, instanceRegistry, outcomeLabel, RTT_BUCKETS } from '../telemetry/metrics-kit.js';
+import { exposition, instanceRegistry } from '../telemetry/metrics-kit.js';
+import { RequestMetrics } from '../telemetry/request-metrics.js';
 import type { ClientStats, RequestEnd, RequestObserver } from './client-stats.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
 
@@ -23,14 +24,7 @@ export class ServerMetrics implements RequestObserver {
   private readonly disconnections: Counter<'code'>;
   private readonly handshakeFailures: Counter;
   private readonly authFailures: Counter<'surface'>;
-  private readonly streamsOpened: Counter;
-  private readonly requestBytes: Counter;
-  private readonly responseBytes: Counter;
-  private readonly duration: Histogram<'outcome'>;
-  private readonly errors: Counter<'error'>;
-  private readonly rtt: Histogram;
-  /** The success path's series, bound once: no label lookup per request. */
-  private readonly okDuration: { observe(v: number): void };
+  private readonly requests: RequestMetrics;
 
   constructor(sources: ServerMetricsSources) {
     const registers = [this.registry];
@@ -95,41 +89,15 @@ export class ServerMetrics implements RequestObserver {
       labelNames: ['surface'],
       registers,
     });
-    this.streamsOpened = new Counter({
-      name: 'postern_streams_opened_total',
-      help: 'Streams opened on tunnels (an idempotent request replayed after a lost tunnel opens another).',
-      registers,
+    this.requests = new RequestMetrics(this.registry, {
+      streamsOpened: 'Streams opened on tunnels (an idempotent request replayed after a lost tunnel opens another).',
+      duration:
+        'Ingress requests from arrival to last byte, by outcome: ok (the tool answered, any status) or the Postern error code.',
+      errors: 'Ingress requests that ended in a Postern error, by error code (docs/errors.md).',
+      requestBytes: 'Request body bytes sent through tunnels towards the tools.',
+      responseBytes: 'Response body bytes received through tunnels and sent to callers.',
+      rtt: "Round trips of the server's PINGs on agent tunnels (heartbeats and the probes that ride with data, so queueing shows).",
     });
-    this.requestBytes = new Counter({
-      name: 'postern_request_bytes_total',
-      help: 'Request body bytes sent through tunnels towards the tools.',
-      registers,
-    });
-    this.responseBytes = new Counter({
-      name: 'postern_response_bytes_total',
-      help: 'Response body bytes received through tunnels and sent to callers.',
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'postern_request_duration_seconds',
-      help: 'Ingress requests from arrival to last byte, by outcome: ok (the tool answered, any status) or the Postern error code.',
-      labelNames: ['outcome'],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.errors = new Counter({
-      name: 'postern_errors_total',
-      help: 'Ingress requests that ended in a Postern error, by error code (docs/errors.md).',
-      labelNames: ['error'],
-      registers,
-    });
-    this.rtt = new Histogram({
-      name: 'postern_heartbeat_rtt_seconds',
-      help: 'Round trips of the server\'s PINGs on agent tunnels (heartbeats and the probes that ride with data, so queueing shows).',
-      buckets: RTT_BUCKETS,
-      registers,
-    });
-    this.okDuration = this.duration.labels('ok');
   }
 
   connectionOpened(): void {
@@ -150,23 +118,15 @@ export class ServerMetrics implements RequestObserver {
   }
 
   streamOpened(): void {
-    this.streamsOpened.inc();
+    this.requests.streamOpened();
   }
 
   rttSample(ms: number): void {
-    this.rtt.observe(ms / 1000);
+    this.requests.rttSample(ms);
   }
 
   requestEnded(end: RequestEnd): void {
-    if (end.bytesIn > 0) this.requestBytes.inc(end.bytesIn);
-    if (end.bytesOut > 0) this.responseBytes.inc(end.bytesOut);
-    if (end.error === undefined) {
-      this.okDuration.observe(end.seconds);
-      return;
-    }
-    const outcome = outcomeLabel(end.error);
-    this.duration.observe({ outcome }, end.seconds);
-    this.errors.inc({ error: outcome });
+    this.requests.ended(end.error, end.seconds, end.bytesIn, end.bytesOut);
   }
 
   text(): Promise<string> {

@@ -1,4 +1,5 @@
 import type { ClientHealth, ClientStatus, ConnectionStatus, ServerStatus } from './server-status.js';
+import { formatBytes } from './human-units.js';
 
 /**
  * The status page's HTML (`/ui` on the private listener), rendered from
@@ -63,18 +64,6 @@ function plural(n: number, word: string): string {
   return n === 1 ? word : `${word}s`;
 }
 
-/** `1.5 KiB`; the server's copy of the CLI's formatBytes (server/ cannot import cli/). */
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = -1;
-  do {
-    v /= 1024;
-    u++;
-  } while (v >= 1024 && u < units.length - 1);
-  return `${v.toFixed(1)} ${units[u]}`;
-}
 
 /** `42s`, `3m 07s`, `5h 02m`, `2d 03h`; `?` for a time that is not a number. */
 export function formatDuration(seconds: number): string {

@@ -129,6 +129,15 @@ describe('postern CLI', () => {
     expect(list.stdout).toContain(c.clientId);
     expect(list.stdout).not.toContain(c.clientToken);
 
+    // Beside the server (docker exec), the CLI reads the token the server saved…
+    const beside = await run(['client', 'list'], { POSTERN_SERVER: env.POSTERN_SERVER, POSTERN_DATA_DIR: dataDir });
+    expect(beside.code).toBe(0);
+    expect(beside.stdout).toContain(c.clientId);
+    // …but never sends it to a server that is not on loopback.
+    const remote = await run(['client', 'list'], { POSTERN_SERVER: 'http://192.0.2.1:8081', POSTERN_DATA_DIR: dataDir });
+    expect(remote.code).toBe(2);
+    expect(remote.stderr).toContain('an admin token is needed');
+
     const status = await run(['status', c.clientId], env);
     expect(status.code).toBe(3);
     expect(status.stdout).toContain('offline');

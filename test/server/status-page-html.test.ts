@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
+import { formatBytes } from '../../server/human-units.js';
 import { clientHealth, type ClientStatus, type ConnectionStatus, type ServerStatus } from '../../server/server-status.js';
 import {
   escapeHtml,
-  formatBytes,
   formatDuration,
   formatTime,
   healthReasons,
