@@ -5,6 +5,7 @@ import type { AuthGuard } from './auth-guard.js';
 import type { ClientStats } from './client-stats.js';
 import type { ClientStore } from './client-store.js';
 import type { IngressApiKeys } from './ingress-api-keys.js';
+import { errorBody } from './http-errors.js';
 import { tokenMatches, hashToken } from './secrets.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
 import { serverStatus, type ServerStatus } from './server-status.js';
@@ -67,7 +68,7 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
       await reply
         .code(401)
         .header('connection', 'close')
-        .send({ error: 'unauthorized', message: 'missing or wrong admin token', requestId: req.id });
+        .send(errorBody(ErrorCodes.UNAUTHORIZED, req.id, 'missing or wrong admin token'));
     }
   });
 
@@ -111,11 +112,9 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
       if (!store.get(id)) return notFound(reply, id, req.id);
       if (store.listApiKeys(id).length >= MAX_API_KEYS_PER_CLIENT) {
         const info = ErrorCodes.BAD_REQUEST;
-        return reply.code(info.status).send({
-          error: info.error,
-          message: `the client already has ${MAX_API_KEYS_PER_CLIENT} API keys (the limit); revoke one first`,
-          requestId: req.id,
-        });
+        return reply
+          .code(info.status)
+          .send(errorBody(info, req.id, `the client already has ${MAX_API_KEYS_PER_CLIENT} API keys (the limit); revoke one first`));
       }
       const key = store.createApiKey(id, req.body?.name ?? 'api key');
       if (!key) return notFound(reply, id, req.id);
@@ -141,7 +140,7 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
       const info = ErrorCodes.UNKNOWN_API_KEY;
       return reply
         .code(info.status)
-        .send({ error: info.error, message: `client has no API key ${JSON.stringify(keyId.slice(0, 64))}`, requestId: req.id });
+        .send(errorBody(info, req.id, `client has no API key ${JSON.stringify(keyId.slice(0, 64))}`));
     }
     req.log.info({ clientId: id, keyId }, 'API key revoked');
     return { clientId: id, keyId, revoked: true };
@@ -151,9 +150,8 @@ async function adminApi(app: FastifyInstance, opts: AdminApiOptions): Promise<vo
 }
 
 function notFound(reply: FastifyReply, id: string, requestId: string): FastifyReply {
-  return reply
-    .code(404)
-    .send({ error: 'unknown_client', message: `no client ${JSON.stringify(id.slice(0, 64))}`, requestId });
+  const info = ErrorCodes.UNKNOWN_CLIENT;
+  return reply.code(info.status).send(errorBody(info, requestId, `no client ${JSON.stringify(id.slice(0, 64))}`));
 }
 
 export default fp(adminApi, { name: 'postern-admin-api', encapsulate: true });

@@ -14,6 +14,7 @@ import { WsTransport } from '../protocol/ws-transport.js';
 import type { AgentConnection } from './agent-connection.js';
 import type { AuthGuard } from './auth-guard.js';
 import type { ClientStore } from './client-store.js';
+import { errorBody } from './http-errors.js';
 import type { ServerConfig } from './server-config.js';
 import type { ServerMetrics } from './server-metrics.js';
 import type { TunnelRegistry } from './tunnel-registry.js';
@@ -45,7 +46,7 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
       await reply
         .code(503)
         .header('retry-after', '1')
-        .send({ error: ErrorCodes.SERVER_DRAINING.error, message: ErrorCodes.SERVER_DRAINING.message, requestId: req.id });
+        .send(errorBody(ErrorCodes.SERVER_DRAINING, req.id));
       return;
     }
     if (await opts.guard.refuseIfBlocked(req, reply)) return;
@@ -60,7 +61,7 @@ async function agentEndpoint(app: FastifyInstance, opts: AgentEndpointOptions): 
       await reply
         .code(401)
         .header('connection', 'close')
-        .send({ error: 'unauthorized', message: 'unknown client id or wrong token', requestId: req.id });
+        .send(errorBody(ErrorCodes.UNAUTHORIZED, req.id, 'unknown client id or wrong token'));
     }
   };
 

@@ -2,6 +2,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ErrorCodes } from '../protocol/error-codes.js';
 import { addressKey, AddressLimiter } from './address-limiter.js';
+import { errorBody } from './http-errors.js';
 import type { ServerConfig } from './server-config.js';
 
 /**
@@ -47,11 +48,7 @@ export class AuthGuard {
       .header('retry-after', String(retryAfter))
       // A refused caller's connection is not kept: no body of its is read.
       .header('connection', 'close')
-      .send({
-        error: info.error,
-        message: `too many failed authentications from this address; try again in ${retryAfter} s`,
-        requestId: req.id,
-      });
+      .send(errorBody(info, req.id, `too many failed authentications from this address; try again in ${retryAfter} s`));
     return true;
   }
 

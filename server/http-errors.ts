@@ -2,6 +2,21 @@ import type { ServerResponse } from 'node:http';
 import type { ErrorCodeInfo } from '../protocol/error-codes.js';
 import { REQUEST_ID_HEADER } from '../protocol/headers.js';
 
+/** Postern's JSON error body: slug from the one error table, a message for people, the request id. */
+export interface ErrorBody {
+  error: string;
+  message: string;
+  requestId: string;
+}
+
+/**
+ * The body of every error Postern answers itself (ingress, admin API,
+ * tunnel endpoint, status page): the slug always from the error table.
+ */
+export function errorBody(info: ErrorCodeInfo, requestId: string, message?: string): ErrorBody {
+  return { error: info.error, message: message ?? info.message, requestId };
+}
+
 /**
  * Answers with Postern's JSON error body. The status and slug come from the
  * one error table (protocol/error-codes.ts); `message` must never contain a
@@ -12,7 +27,7 @@ export function sendError(res: ServerResponse, info: ErrorCodeInfo, requestId: s
     res.destroy();
     return;
   }
-  const body = JSON.stringify({ error: info.error, message: message ?? info.message, requestId });
+  const body = JSON.stringify(errorBody(info, requestId, message));
   const headers: Record<string, string | number> = {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(body),

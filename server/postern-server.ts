@@ -15,6 +15,7 @@ import agentEndpoint from './agent-endpoint.js';
 import { AuthGuard } from './auth-guard.js';
 import { ClientStats } from './client-stats.js';
 import type { ClientStore } from './client-store.js';
+import { errorBody } from './http-errors.js';
 import { createListener } from './http-listener.js';
 import { Ingress } from './ingress.js';
 import { IngressApiKeys } from './ingress-api-keys.js';
@@ -151,11 +152,9 @@ export class PosternServer {
         if (code === 'HPE_HEADER_OVERFLOW' && socket.writable) {
           // Refused before routing, but still answered with a request id like every ingress response.
           const requestId = nanoid(16);
-          const body = JSON.stringify({
-            error: ErrorCodes.HEADERS_TOO_LARGE.error,
-            message: `request head is over the limit of ${config.maxHeaderBytes} bytes (POSTERN_MAX_HEADER_BYTES)`,
-            requestId,
-          });
+          const body = JSON.stringify(
+            errorBody(ErrorCodes.HEADERS_TOO_LARGE, requestId, `request head is over the limit of ${config.maxHeaderBytes} bytes (POSTERN_MAX_HEADER_BYTES)`),
+          );
           socket.end(
             `HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-type: application/json\r\n` +
               `content-length: ${Buffer.byteLength(body)}\r\n${REQUEST_ID_HEADER}: ${requestId}\r\n` +

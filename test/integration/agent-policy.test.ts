@@ -5,15 +5,10 @@ import { rawHeaderValues, send, sendJson } from '../helpers/http-client.js';
 import { tempDataDir } from '../helpers/start-server.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 import type { EchoBody } from '../helpers/upstream.js';
+import type { ErrorBody } from '../../server/http-errors.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
-
-interface ErrorBody {
-  error: string;
-  message: string;
-  requestId: string;
-}
 
 /** Writes a POSTERN_ALLOW rules file in a temp dir removed after the test. */
 async function rulesFile(rules: unknown): Promise<string> {

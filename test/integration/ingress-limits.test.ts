@@ -5,15 +5,10 @@ import { patternStream } from '../helpers/pattern-data.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 import { echoHandler } from '../helpers/upstream.js';
 import { deferred, waitUntil } from '../helpers/wait.js';
+import type { ErrorBody } from '../../server/http-errors.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
-
-interface ErrorBody {
-  error: string;
-  message: string;
-  requestId: string | null;
-}
 
 describe('ingress limits', () => {
   it('refuses a body declared over POSTERN_MAX_BODY_BYTES with 413 before it reaches the tool', async () => {

@@ -8,15 +8,10 @@ import { startAgent } from '../helpers/start-agent.js';
 import { startServer } from '../helpers/start-server.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 import { deferred, waitUntil, within } from '../helpers/wait.js';
+import type { ErrorBody } from '../../server/http-errors.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
-
-interface ErrorBody {
-  error: string;
-  message: string;
-  requestId: string;
-}
 
 /** A port on 127.0.0.1 that nothing listens on (bound, then released). */
 async function closedPort(): Promise<number> {

@@ -7,15 +7,10 @@ import { startServer, tempDataDir } from '../helpers/start-server.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 import { startUpstream, type EchoBody } from '../helpers/upstream.js';
 import { deferred, waitUntil, within } from '../helpers/wait.js';
+import type { ErrorBody } from '../../server/http-errors.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
-
-interface ErrorBody {
-  error: string;
-  message: string;
-  requestId: string;
-}
 
 describe('requests Postern cannot deliver', () => {
   it('answers 404 unknown_client as JSON with the request id for a client that does not exist', async () => {

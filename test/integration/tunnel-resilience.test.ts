@@ -10,15 +10,10 @@ import { send, sendJson } from '../helpers/http-client.js';
 import { startTunnel } from '../helpers/tunnel-fixture.js';
 import type { EchoBody } from '../helpers/upstream.js';
 import { deferred, waitUntil, within } from '../helpers/wait.js';
+import type { ErrorBody } from '../../server/http-errors.js';
 
 const cleanup = new Cleanup();
 afterEach(() => cleanup.run());
-
-interface ErrorBody {
-  error: string;
-  message: string;
-  requestId: string;
-}
 
 /** Connects to /v1/tunnel as a hand-made agent and completes the handshake. */
 async function rawAgent(publicUrl: string, clientId: string, clientToken: string, heartbeatMs: number = Defaults.heartbeatMs): Promise<WebSocket> {
