@@ -5,6 +5,7 @@ import { loadAllowPolicy, type AllowPolicy } from './allow-policy.js';
 import { auditConfigFromEnv, type AuditConfig } from './audit-log.js';
 import { credentialFor, type Credential } from './credentials.js';
 import { proxyFor } from './egress-proxy.js';
+import { parseInteger } from '../protocol/config-values.js';
 
 /** What `postern agent` runs with, parsed and checked. */
 export interface AgentConfig {
@@ -75,11 +76,7 @@ function statusHostFrom(env: NodeJS.ProcessEnv): string {
 
 function int(env: NodeJS.ProcessEnv, name: string, def: number, min: number, max: number): number {
   const raw = env[name];
-  if (raw === undefined || raw === '') return def;
-  if (!/^\d+$/.test(raw.trim())) throw new ConfigError(name, `expected a whole number, got ${JSON.stringify(raw)}`);
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(name, `${n} is outside the allowed range ${min}–${max}`);
-  return n;
+  return raw === undefined || raw === '' ? def : parseInteger(name, raw, min, max);
 }
 
 /** A URL setting as error messages may show it: a `user:password@` part is blanked, even in a value that does not parse. */

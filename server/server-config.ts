@@ -1,6 +1,7 @@
 import { isIP } from 'node:net';
 import { ConfigError } from '../protocol/tunnel-error.js';
 import { Defaults } from '../protocol/handshake.js';
+import { parseBoolean, parseInteger } from '../protocol/config-values.js';
 
 /** Everything `postern server` can be told. Units are in the names. */
 export interface ServerConfig {
@@ -160,13 +161,6 @@ export function loadServerConfig(
   return out as unknown as ServerConfig;
 }
 
-function parseBoolean(setting: string, raw: string): boolean {
-  const v = raw.trim().toLowerCase();
-  if (v === 'true' || v === '1' || v === 'yes') return true;
-  if (v === 'false' || v === '0' || v === 'no') return false;
-  throw new ConfigError(setting, `expected true or false, got ${JSON.stringify(raw)}`);
-}
-
 const PROXY_KEYWORDS = new Set(['loopback', 'linklocal', 'uniquelocal']);
 
 /**
@@ -184,15 +178,6 @@ function checkTrustProxy(raw: string): void {
       `${JSON.stringify(entry)} is not an address, a CIDR range or one of loopback, linklocal, uniquelocal`,
     );
   }
-}
-
-export function parseInteger(setting: string, raw: string, min: number, max: number): number {
-  if (!/^\d+$/.test(raw.trim())) {
-    throw new ConfigError(setting, `expected a whole number between ${min} and ${max}, got ${JSON.stringify(raw)}`);
-  }
-  const n = Number(raw.trim());
-  if (n < min || n > max) throw new ConfigError(setting, `${n} is outside the allowed range ${min}–${max}`);
-  return n;
 }
 
 function kebab(s: string): string {
