@@ -12,6 +12,7 @@ import { WsTransport } from '../protocol/ws-transport.js';
 import { CLIENT_ID_HEADER } from '../protocol/headers.js';
 import { Backoff } from './backoff.js';
 import { describeDialError, describeUpgradeRefusal } from './dial-failure.js';
+import { settleWithin } from '../protocol/settle-within.js';
 
 /**
  * Connector lifecycle:
@@ -137,12 +138,8 @@ export class TunnelConnector {
     clearTimeout(this.timer);
     this.opts.logger.info({ tunnels: live.size, timeoutMs }, 'draining: no new requests, finishing those in flight');
     for (const session of live.keys()) session.goaway(ErrorCodes.GOING_AWAY, 'agent is shutting down');
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<'deadline'>((r) => (timer = setTimeout(() => r('deadline'), timeoutMs)));
-    const finished = Promise.all([...live.keys()].map((s) => s.whenDrained())).then(() => 'drained' as const);
-    const outcome = await Promise.race([finished, deadline]);
-    clearTimeout(timer);
-    if (outcome === 'deadline') {
+    const drained = await settleWithin(Promise.all([...live.keys()].map((s) => s.whenDrained())), timeoutMs);
+    if (!drained) {
       const left = [...live.keys()].reduce((n, s) => n + s.activeStreams, 0);
       this.opts.logger.warn({ streams: left, timeoutMs }, 'drain deadline passed: cutting off the streams left');
     }

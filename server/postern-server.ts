@@ -26,6 +26,7 @@ import { SqliteClientStore } from './sqlite-client-store.js';
 import { certificateDateProblem, loadTlsMaterial, type TlsMaterial } from './tls-material.js';
 import { TunnelRegistry } from './tunnel-registry.js';
 import { METRICS_CONTENT_TYPE } from '../telemetry/metrics-kit.js';
+import { settleWithin } from '../protocol/settle-within.js';
 
 type ListenerName = 'public' | 'private';
 
@@ -318,17 +319,6 @@ export class PosternServer {
 
 /** After the drain, how long busy caller connections get to flush their last bytes. */
 const CONNECTION_GRACE_MS = 2_000;
-
-/** True if `p` settles within `ms`, false if the time ran out first. */
-async function settleWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((r) => (timer = setTimeout(() => r(false), ms)));
-  try {
-    return await Promise.race([p.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** Builds the server without listening (fastify's testing pattern). */
 export function buildServer(config: ServerConfig, opts: BuildServerOptions): PosternServer {
