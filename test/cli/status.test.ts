@@ -139,6 +139,29 @@ describe('postern status (server view)', () => {
     for (const d of docs) expect(d.clients[0]!.connections).toHaveLength(2);
   });
 
+  it('--watch on a terminal clears the screen and redraws at the top each time', async () => {
+    const { env } = await tunnelWithTraffic(1);
+    const cmd = `${JSON.stringify(process.execPath)} ${JSON.stringify(cliPath())} status --watch --interval 0.2`;
+    const out = await new Promise<string>((resolve, reject) => {
+      // script(1) gives the CLI a pseudo-terminal and copies it to stdout.
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], { env: { PATH: process.env.PATH ?? '', TERM: 'dumb', ...env } });
+      cleanup.add(() => child.kill('SIGKILL'));
+      let text = '';
+      const timer = setTimeout(() => reject(new Error(`no redraws: ${text}`)), 20_000);
+      child.stdout.on('data', (d: Buffer) => {
+        text += d;
+        if (text.split('\x1b[H\x1b[2J').length > 3) {
+          clearTimeout(timer);
+          child.kill('SIGKILL');
+          resolve(text);
+        }
+      });
+    });
+    const frames = out.split('\x1b[H\x1b[2J').slice(1);
+    expect(frames.length).toBeGreaterThanOrEqual(3);
+    for (const f of frames.slice(0, 2)) expect(f).toMatch(/^every 0\.2s, .*\(Ctrl-C to stop\)\r?\n\r?\npostern 0\.1\.0, up /);
+  });
+
   it('--watch keeps looking while the server is unreachable and says so', async () => {
     const closed = await closedPort();
     const r = await status(['--watch', '--interval', '0.2'], { POSTERN_SERVER: `http://127.0.0.1:${closed}`, POSTERN_ADMIN_TOKEN: 'x' }, 6);
