@@ -153,20 +153,17 @@ export class PosternAgent {
 
   private startStatusServer(port: number): Promise<void> {
     const server = createServer((req, res) => {
-      const send = (code: number, body: unknown): void => {
-        const text = JSON.stringify(body);
-        res.writeHead(code, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      const reply = (code: number, text: string, type: string): void => {
+        res.writeHead(code, { 'content-type': type, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
         res.end(text);
       };
+      const send = (code: number, body: unknown): void => reply(code, JSON.stringify(body), 'application/json');
       const path = (req.url ?? '/').split('?')[0];
       if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, { error: 'method_not_allowed' });
       if (path === '/healthz') return send(200, { ok: true });
       if (path === '/readyz') return send(this.ready ? 200 : 503, { ready: this.ready });
       if (path === '/metrics') {
-        void this.metrics.text().then((text) => {
-          res.writeHead(200, { 'content-type': METRICS_CONTENT_TYPE, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-          res.end(text);
-        });
+        void this.metrics.text().then((text) => reply(200, text, METRICS_CONTENT_TYPE));
         return;
       }
       if (path === '/status') {

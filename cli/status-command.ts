@@ -44,8 +44,8 @@ async function serverReading(target: AdminTarget, clientIds: string[], opts: Sta
   if (unknown.length > 0) {
     return { text: `${text}\npostern: no client ${unknown.join(', ')} on this server`, code: ExitCodes.NO_LIVE_AGENT };
   }
-  // Only named clients decide the code: a server always has some customer offline.
-  const offline = shown.clients.some((c) => clientIds.includes(c.clientId) && !c.connected);
+  // Only named clients decide the code (`shown` holds just those then): a server always has some customer offline.
+  const offline = clientIds.length > 0 && shown.clients.some((c) => !c.connected);
   return { text, code: offline ? ExitCodes.NO_LIVE_AGENT : ExitCodes.OK };
 }
 

@@ -1,6 +1,7 @@
 import type { ServerStatus } from '../server/admin-api.js';
 import type { AgentStatus } from '../agent/postern-agent.js';
 import { formatBytes } from '../server/human-units.js';
+import { summarize } from '../server/server-status.js';
 
 /** Renders rows as a fixed-width text table. */
 export function table(header: string[], rows: string[][]): string {
@@ -38,12 +39,10 @@ function ms(n: number): string {
  */
 export function formatServerStatus(status: ServerStatus, now = Date.now()): string {
   const clients = status.clients;
-  const tunnels = clients.reduce((n, c) => n + c.connections.length, 0);
-  const offline = clients.filter((c) => c.health === 'offline').length;
-  const degraded = clients.filter((c) => c.health === 'degraded').length;
+  const s = summarize(status);
   const head =
     `postern ${status.version}, up ${since(status.startedAt, now)}: ${clients.length} client(s), ` +
-    `${clients.length - offline - degraded} connected, ${degraded} degraded, ${offline} offline; ${tunnels} tunnel(s)`;
+    `${s.connected} connected, ${s.degraded} degraded, ${s.offline} offline; ${s.connections} tunnel(s)`;
   if (clients.length === 0) return `${head}\n(no matching clients; create one with \`postern client create --name <name>\`)`;
   const clientRows = clients.map((c) => [
     c.clientId,

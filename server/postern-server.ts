@@ -178,23 +178,16 @@ export class PosternServer {
     });
     // One guard for both: they take the same token, so one allowance of guesses.
     const adminGuard = new AuthGuard('admin', config, () => this.metrics.authFailed('admin'));
-    this.privateApp.register(adminApi, {
+    const adminSurface = {
       adminToken: this.adminToken,
+      guard: adminGuard,
       store: this.store,
       registry: this.registry,
       stats: this.stats,
       startedAt: this.startedAt,
-      guard: adminGuard,
-      apiKeys: this.apiKeys,
-    });
-    this.privateApp.register(statusPage, {
-      adminToken: this.adminToken,
-      store: this.store,
-      registry: this.registry,
-      stats: this.stats,
-      startedAt: this.startedAt,
-      guard: adminGuard,
-    });
+    };
+    this.privateApp.register(adminApi, { ...adminSurface, apiKeys: this.apiKeys });
+    this.privateApp.register(statusPage, adminSurface);
   }
 
   /**

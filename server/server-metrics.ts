@@ -44,9 +44,7 @@ export class ServerMetrics implements RequestObserver {
       registers,
       collect() {
         this.reset();
-        const perClient = new Map<string, number>();
-        for (const conn of tunnels.all()) perClient.set(conn.clientId, (perClient.get(conn.clientId) ?? 0) + 1);
-        for (const [clientId, n] of perClient) this.set({ client_id: clientId }, n);
+        for (const [clientId, n] of tunnels.countsByClient()) this.set({ client_id: clientId }, n);
       },
     });
     new Gauge({

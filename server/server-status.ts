@@ -64,6 +64,17 @@ export interface ServerStatus {
   clients: ClientStatus[];
 }
 
+/** Clients per health, tunnels and streams in flight: the summary line of `postern status` and `/ui`. */
+export function summarize(status: ServerStatus): Record<ClientHealth, number> & { connections: number; streams: number } {
+  const counts = { connected: 0, degraded: 0, offline: 0, connections: 0, streams: 0 };
+  for (const c of status.clients) {
+    counts[c.health]++;
+    counts.connections += c.connections.length;
+    counts.streams += c.streamsInFlight;
+  }
+  return counts;
+}
+
 export interface StatusSources {
   store: ClientStore;
   registry: TunnelRegistry;

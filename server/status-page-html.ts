@@ -1,4 +1,4 @@
-import type { ClientHealth, ClientStatus, ConnectionStatus, ServerStatus } from './server-status.js';
+import { summarize, type ClientStatus, type ConnectionStatus, type ServerStatus } from './server-status.js';
 import { formatBytes } from './human-units.js';
 
 /**
@@ -137,17 +137,6 @@ ${reasons.length > 0 ? html`<span class="reasons">${reasons.join('; ')}</span>` 
 </dl>
 ${connectionsTable(client, now)}
 </section>`;
-}
-
-/** Counts for the summary line. */
-export function summarize(status: ServerStatus): Record<ClientHealth, number> & { connections: number; streams: number } {
-  const counts = { connected: 0, degraded: 0, offline: 0, connections: 0, streams: 0 };
-  for (const c of status.clients) {
-    counts[c.health]++;
-    counts.connections += c.connections.length;
-    counts.streams += c.streamsInFlight;
-  }
-  return counts;
 }
 
 /**

@@ -37,6 +37,11 @@ export class TunnelRegistry {
     return [...(this.byClient.get(clientId) ?? [])];
   }
 
+  /** How many connections each client with any has (for a metrics scrape; no array of connections is built). */
+  *countsByClient(): Generator<[clientId: string, connections: number]> {
+    for (const [clientId, set] of this.byClient) yield [clientId, set.size];
+  }
+
   all(): AgentConnection[] {
     const out: AgentConnection[] = [];
     for (const set of this.byClient.values()) out.push(...set);

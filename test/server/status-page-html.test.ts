@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatBytes } from '../../server/human-units.js';
-import { clientHealth, type ClientStatus, type ConnectionStatus, type ServerStatus } from '../../server/server-status.js';
+import { clientHealth, summarize, type ClientStatus, type ConnectionStatus, type ServerStatus } from '../../server/server-status.js';
 import {
   escapeHtml,
   formatDuration,
@@ -9,7 +9,6 @@ import {
   html,
   renderStatusFragment,
   renderStatusPage,
-  summarize,
 } from '../../server/status-page-html.js';
 
 const NOW = Date.parse('2025-06-01T12:00:00.000Z');
